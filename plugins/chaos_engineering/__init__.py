@@ -1,0 +1,1 @@
+"""The chaos-engineering package: catalogue, safety policy, Chaos Mesh rendering and the chaosctl command."""

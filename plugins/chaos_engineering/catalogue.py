@@ -1,0 +1,99 @@
+"""The experiment catalogue: every file of `include/experiments`, checked against the policy."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from chaos_engineering.experiment import Experiment, parse_experiment
+from chaos_engineering.issues import ValidationIssue
+from chaos_engineering.policy import SafetyPolicy, Tier, default_include_dir, load_policy
+from chaos_engineering.rules import check_experiment
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SUFFIXES = (".yaml", ".yml")
+
+
+def default_catalogue_dir() -> Path:
+    return default_include_dir() / "experiments"
+
+
+@dataclass
+class Catalogue:
+    """Valid experiments by name, and every issue found. A file with an issue is never listed."""
+
+    policy: SafetyPolicy | None
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+    issues: list[ValidationIssue] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def for_tier(self, tier: Tier) -> list[Experiment]:
+        return sorted((e for e in self.experiments.values() if e.tier is tier), key=lambda e: e.name)
+
+    def get(self, name: str) -> Experiment | None:
+        return self.experiments.get(name)
+
+
+def experiment_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        else:
+            files.append(path)
+    return files
+
+
+def _read(path: Path) -> tuple[object, list[ValidationIssue]]:
+    try:
+        documents = [d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d is not None]
+    except OSError as exc:
+        return None, [ValidationIssue(str(path), "", "unreadable", f"cannot read the file: {exc.strerror}")]
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return None, [ValidationIssue(str(path), "", "yaml", f"not valid YAML: {exc}")]
+    if len(documents) != 1:
+        return None, [ValidationIssue(str(path), "", "one-experiment", f"a file holds exactly one experiment, found {len(documents)} documents")]
+    return documents[0], []
+
+
+def load_catalogue(paths: Iterable[Path] | None = None, policy_path: Path | None = None) -> Catalogue:
+    """Load experiments from files or folders (default: the catalogue) under the policy.
+
+    An invalid policy rejects every experiment: nothing may run under rules we cannot read.
+    """
+    policy, policy_issues = load_policy(policy_path)
+    files = experiment_files(list(paths) if paths else [default_catalogue_dir()])
+    catalogue = Catalogue(policy=policy, issues=list(policy_issues), files=files)
+    parsed: list[tuple[Experiment, bool]] = []  # every structurally valid experiment, and whether it passed
+    for path in files:
+        data, issues = _read(path)
+        if not issues:
+            experiment, issues = parse_experiment(path, data)
+            if experiment is not None:
+                issues = check_experiment(experiment, policy) if policy is not None else []
+                parsed.append((experiment, not issues and policy is not None))
+        catalogue.issues += issues
+
+    # Names are checked across every readable experiment, valid or not, so fixing one file never
+    # silently makes two experiments share a name.
+    by_name: dict[str, list[tuple[Experiment, bool]]] = defaultdict(list)
+    for experiment, valid in parsed:
+        by_name[experiment.name].append((experiment, valid))
+    for name, same in by_name.items():
+        if len(same) > 1:
+            sources = ", ".join(str(e.source) for e, _ in same)
+            catalogue.issues += [
+                ValidationIssue(str(e.source), "name", "duplicate-name", f"{name!r} is used by more than one file ({sources}); names must be unique")
+                for e, _ in same
+            ]
+        elif same[0][1]:
+            catalogue.experiments[name] = same[0][0]
+    return catalogue

@@ -1,0 +1,1 @@
+"""Chaos Mesh vocabulary: API constants, spec models and durations."""

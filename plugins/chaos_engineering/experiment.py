@@ -1,0 +1,109 @@
+"""An experiment of the catalogue: the YAML schema a user writes and the typed object built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chaos_engineering.chaosmesh.constants import API_VERSION, ChaosKind
+from chaos_engineering.chaosmesh.spec import ChaosSpec, parse_spec
+from chaos_engineering.issues import ValidationIssue, issues_from_pydantic
+from chaos_engineering.policy import Tier
+
+# DNS-1123 label, shorter than 63 so a per-run suffix still fits in a Kubernetes name.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX_LENGTH = 50
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSection(_Strict):
+    service: str = Field(min_length=1)
+
+
+class ChaosSection(_Strict):
+    """A Chaos Mesh manifest as a user would `kubectl apply` it; `spec` is checked by kind."""
+
+    apiVersion: str = API_VERSION
+    kind: ChaosKind
+    # Ignored: the system names and places the object itself. Kept so a pasted manifest works.
+    metadata: dict[str, Any] | None = None
+    spec: Any
+
+
+class ThresholdOverride(_Strict):
+    limit: float
+
+
+class ExperimentFile(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
+    tier: Tier
+    title: str = Field(min_length=1)
+    description: str = ""
+    hypothesis: str = Field(min_length=1)
+    target: TargetSection
+    chaos: ChaosSection
+    thresholds: dict[str, ThresholdOverride] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A structurally valid experiment; `catalogue` only hands out ones that also passed the policy."""
+
+    name: str
+    tier: Tier
+    title: str
+    description: str
+    hypothesis: str
+    target_service: str
+    kind: ChaosKind
+    spec: ChaosSpec
+    source: Path
+    threshold_limits: dict[str, float] = field(default_factory=dict)
+
+
+def parse_experiment(source: Path, data: object) -> tuple[Experiment | None, list[ValidationIssue]]:
+    """Check the structure of one experiment document (no policy yet); all issues at once."""
+    file = str(source)
+    if not isinstance(data, dict):
+        return None, [ValidationIssue(file, "", "type", "an experiment file must be a mapping of keys")]
+    issues: list[ValidationIssue] = []
+    try:
+        document = ExperimentFile.model_validate(data)
+    except ValidationError as exc:
+        issues += issues_from_pydantic(file, ExperimentFile, exc)
+        document = None
+    chaos = data.get("chaos")
+    kind = chaos.get("kind") if isinstance(chaos, dict) else None
+    if isinstance(kind, str) and kind in ChaosKind.__members__.values():
+        # The spec is checked even when other fields failed, so the user sees everything at once.
+        spec, spec_issues = parse_spec(kind, chaos.get("spec"))
+        issues += [ValidationIssue(file, i.field, i.rule, i.message) for i in spec_issues]
+    else:
+        spec = None
+    if document and document.chaos.apiVersion != API_VERSION:
+        issues.append(
+            ValidationIssue(file, "chaos.apiVersion", "enum", f"must be {API_VERSION!r}, got {document.chaos.apiVersion!r}")
+        )
+    if issues or document is None or spec is None:
+        return None, issues
+    return (
+        Experiment(
+            name=document.name,
+            tier=document.tier,
+            title=document.title,
+            description=document.description,
+            hypothesis=document.hypothesis,
+            target_service=document.target.service,
+            kind=document.chaos.kind,
+            spec=spec,
+            source=source,
+            threshold_limits={name: o.limit for name, o in document.thresholds.items()},
+        ),
+        [],
+    )

@@ -1,0 +1,327 @@
+"""The safety policy: thresholds, protected services, business hours and per-tier rules, typed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.chaosmesh.duration import parse_go_duration
+from chaos_engineering.issues import ValidationIssue, issues_from_pydantic
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"expected a Go duration such as '90s' or '5m', got {value!r}")
+    seconds = parse_go_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"duration {value!r} must be greater than zero")
+    return seconds
+
+
+#: A Go-style duration string ("10s", "5m", "1h30m") held as seconds.
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Mode(str, enum.Enum):
+    """Chaos Mesh's selection modes."""
+
+    ONE = "one"
+    ALL = "all"
+    FIXED = "fixed"
+    FIXED_PERCENT = "fixed-percent"
+    RANDOM_MAX_PERCENT = "random-max-percent"
+
+
+class ThresholdRule(str, enum.Enum):
+    MAX_DROP_PERCENT = "max_drop_percent"
+    MAX_INCREASE = "max_increase"
+    AT_MOST = "at_most"
+    AT_LEAST = "at_least"
+
+    def tightens(self, new: float, old: float) -> bool:
+        """Whether limit `new` is at least as strict as `old` under this rule."""
+        return new >= old if self is ThresholdRule.AT_LEAST else new <= old
+
+
+class Threshold(Strict):
+    description: str = ""
+    query: str = Field(min_length=1)
+    unit: str = ""
+    rule: ThresholdRule
+    limit: float
+
+    @model_validator(mode="after")
+    def _limit_in_range(self) -> Threshold:
+        if self.rule in (ThresholdRule.MAX_DROP_PERCENT, ThresholdRule.MAX_INCREASE) and self.limit < 0:
+            raise ValueError(f"limit of a {self.rule.value} rule cannot be negative")
+        if self.rule is ThresholdRule.MAX_DROP_PERCENT and self.limit > 100:
+            raise ValueError("limit of a max_drop_percent rule is a percentage: at most 100")
+        return self
+
+
+class SafetySettings(Strict):
+    check_interval: Seconds
+    max_failed_reads: int = Field(ge=1, le=10)
+    query_timeout: Seconds
+    thresholds: dict[str, Threshold] = Field(min_length=1)
+
+
+class Preflight(Strict):
+    healthy_window: Seconds
+    critical_alerts_query: str = Field(min_length=1)
+
+
+class RecoveryStage(Strict):
+    deadline: Seconds
+    thresholds: list[str] = Field(default_factory=list)
+    require_targets_ready: bool = False
+
+
+class Recovery(Strict):
+    immediate: RecoveryStage
+    short_term: RecoveryStage
+    business: RecoveryStage
+
+    def stages(self) -> dict[str, RecoveryStage]:
+        return {"immediate": self.immediate, "short_term": self.short_term, "business": self.business}
+
+
+class ProtectionLevel(str, enum.Enum):
+    ABSOLUTE = "absolute"
+    HIGH = "high"
+    MEDIUM = "medium"
+    NONE = "none"
+
+    def forbids(self, tier: Tier) -> bool:
+        """Whether a `tier` experiment may not reach a service of this level (MISSION.md)."""
+        return {
+            ProtectionLevel.ABSOLUTE: True,
+            ProtectionLevel.HIGH: tier is not Tier.HIGH,
+            ProtectionLevel.MEDIUM: tier is Tier.HIGH,
+            ProtectionLevel.NONE: False,
+        }[self]
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+class Service(Strict):
+    """Where a service's pods live and the labels every one of them carries."""
+
+    namespace: str = Field(min_length=1)
+    labels: dict[str, str] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_values(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not _LABEL_VALUE.match(value) or len(value) > 63:
+                raise ValueError(f"label {key}={value!r} is not a valid Kubernetes label value")
+        return labels
+
+
+class ProtectedService(Service):
+    level: ProtectionLevel
+
+
+class Weekday(str, enum.Enum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @classmethod
+    def of(cls, day: dt.date) -> Weekday:
+        return list(cls)[day.weekday()]
+
+
+_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def _time_range(value: object) -> tuple[dt.time, dt.time | None]:
+    """ "08:00-20:00" -> (08:00, 20:00); an end of 24:00 is held as None (end of day)."""
+    match = _RANGE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a time range 'HH:MM-HH:MM'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if (h2, m2) > (24, 0):
+        raise ValueError(f"{value!r} ends after 24:00")
+    if (h2, m2) <= (h1, m1):
+        raise ValueError(f"{value!r} ends before it starts; split a range across midnight in two")
+    return dt.time(h1, m1), None if h2 == 24 else dt.time(h2, m2)
+
+
+TimeRange = Annotated[tuple[dt.time, dt.time | None], BeforeValidator(_time_range)]
+WeeklyHours = dict[Weekday, list[TimeRange]]
+
+
+def _within(weekly: WeeklyHours, local: dt.datetime) -> bool:
+    now = local.time()
+    return any(
+        start <= now and (end is None or now < end)
+        for start, end in weekly.get(Weekday.of(local.date()), [])
+    )
+
+
+class BusinessHours(Strict):
+    timezone: str
+    weekly: WeeklyHours
+    freeze_dates: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Berlin'") from None
+        return name
+
+    def local(self, moment: dt.datetime) -> dt.datetime:
+        return moment.astimezone(zoneinfo.ZoneInfo(self.timezone))
+
+    def is_business_time(self, moment: dt.datetime) -> bool:
+        return _within(self.weekly, self.local(moment))
+
+    def is_frozen(self, moment: dt.datetime) -> bool:
+        return self.local(moment).date() in self.freeze_dates
+
+
+class TierWindow(Strict):
+    """When a tier may inject. `business_hours: false` keeps it out of business hours; `weekly`,
+    when given, further restricts it to those local intervals (the policy's time zone)."""
+
+    business_hours: bool = False
+    weekly: WeeklyHours | None = None
+
+
+class BlastRadius(Strict):
+    modes: list[Mode] = Field(min_length=1)
+    max_pods: int = Field(ge=1)
+    max_percent: int = Field(ge=1, le=100)
+
+
+class TierPolicy(Strict):
+    approvals: list[str] = Field(default_factory=list)
+    schedule: str
+    announce_ahead: Seconds | None = None
+    window: TierWindow
+    max_duration: Seconds
+    allowed_kinds: dict[ChaosKind, list[str]] = Field(min_length=1)
+    blast_radius: BlastRadius
+    manual_override: bool = False
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, expression: str) -> str:
+        if not croniter.is_valid(expression):
+            raise ValueError(f"{expression!r} is not a valid cron expression")
+        return expression
+
+
+class ReportSettings(Strict):
+    base_url: str = Field(min_length=1)
+    conn_id: str | None = None
+    retention_days: int = Field(ge=1)
+
+
+class SafetyPolicy(Strict):
+    version: Literal[1]
+    chaos_namespace: str = Field(min_length=1)
+    allowed_target_namespaces: list[str] = Field(min_length=1)
+    safety: SafetySettings
+    preflight: Preflight
+    recovery: Recovery
+    protected_services: dict[str, ProtectedService] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
+    business_hours: BusinessHours
+    tiers: dict[Tier, TierPolicy]
+    approvers: dict[str, list[str]] = Field(default_factory=dict)
+    approval_timeout: Seconds
+    reports: ReportSettings
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> SafetyPolicy:
+        problems = [f"tier {t.value!r} is missing" for t in Tier if t not in self.tiers]
+        known = set(self.safety.thresholds)
+        for stage_name, stage in self.recovery.stages().items():
+            problems += [
+                f"recovery.{stage_name} names unknown threshold {name!r} (known: {sorted(known)})"
+                for name in stage.thresholds
+                if name not in known
+            ]
+        for tier, rules in self.tiers.items():
+            problems += [
+                f"tiers.{tier.value}.approvals names role {role!r} that has no approvers"
+                for role in rules.approvals
+                if not self.approvers.get(role)
+            ]
+        overlap = set(self.services) & set(self.protected_services)
+        problems += [f"service {name!r} is listed both as protected and unprotected" for name in sorted(overlap)]
+        if self.chaos_namespace in self.allowed_target_namespaces:
+            problems.append("chaos_namespace must not be a target namespace")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def service(self, name: str) -> Service | None:
+        return self.protected_services.get(name) or self.services.get(name)
+
+    def protection_of(self, name: str) -> ProtectionLevel:
+        protected = self.protected_services.get(name)
+        return protected.level if protected else ProtectionLevel.NONE
+
+
+DEFAULT_POLICY_NAME = "safety_policy.yaml"
+
+
+def default_include_dir() -> Path:
+    """`include/` beside `plugins/`: the layout of this repository and of an Airflow home."""
+    return Path(__file__).resolve().parents[2] / "include"
+
+
+def load_policy(path: Path | None = None) -> tuple[SafetyPolicy | None, list[ValidationIssue]]:
+    """Read and validate the policy; any issue means no policy (and so no experiment) at all."""
+    path = path or default_include_dir() / DEFAULT_POLICY_NAME
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        return None, [ValidationIssue(str(path), "", "unreadable", f"cannot read the policy: {exc.strerror}")]
+    except yaml.YAMLError as exc:
+        return None, [ValidationIssue(str(path), "", "yaml", f"not valid YAML: {exc}")]
+    if not isinstance(data, dict):
+        return None, [ValidationIssue(str(path), "", "type", "the policy must be a mapping of keys")]
+    try:
+        return SafetyPolicy.model_validate(data), []
+    except ValidationError as exc:
+        return None, issues_from_pydantic(str(path), SafetyPolicy, exc)
