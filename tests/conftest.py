@@ -1,10 +1,17 @@
-"""Shared fixtures: where the shared Chaos Mesh test data lives."""
+"""Shared test settings: an Airflow home of the tests' own, and where the shared Chaos Mesh data lives."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Airflow reads its configuration on import: give the tests a home of their own, never ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-tests-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

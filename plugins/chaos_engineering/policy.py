@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 import re
 import zoneinfo
 from pathlib import Path
@@ -90,6 +91,7 @@ class SafetySettings(Strict):
     check_interval: Seconds
     max_failed_reads: int = Field(ge=1, le=10)
     query_timeout: Seconds
+    lock_wait: Seconds
     thresholds: dict[str, Threshold] = Field(min_length=1)
 
 
@@ -305,9 +307,14 @@ class SafetyPolicy(Strict):
 DEFAULT_POLICY_NAME = "safety_policy.yaml"
 
 
+INCLUDE_DIR_ENV = "CHAOS_INCLUDE_DIR"
+
+
 def default_include_dir() -> Path:
-    """`include/` beside `plugins/`: the layout of this repository and of an Airflow home."""
-    return Path(__file__).resolve().parents[2] / "include"
+    """`$CHAOS_INCLUDE_DIR`, else `include/` beside `plugins/` (this repository's layout and an
+    Airflow home's)."""
+    override = os.environ.get(INCLUDE_DIR_ENV)
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "include"
 
 
 def load_policy(path: Path | None = None) -> tuple[SafetyPolicy | None, list[ValidationIssue]]:

@@ -1,0 +1,64 @@
+"""Approvals: recorded by policy for the low tier, Airflow's human-in-the-loop tasks otherwise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import BaseOperator
+from chaos_engineering.policy import SafetyPolicy, Tier
+
+ROLE_TITLES = {"sre": "SRE", "executive": "executive"}
+
+APPROVAL_BODY = """\
+**{{ ti.xcom_pull(task_ids='plan')['title'] }}** (`{{ ti.xcom_pull(task_ids='plan')['experiment'] }}`,
+{{ ti.xcom_pull(task_ids='plan')['tier'] }} tier, {{ ti.xcom_pull(task_ids='plan')['kind'] }})
+
+- Target service: {{ ti.xcom_pull(task_ids='plan')['target_service'] }}
+- Hypothesis: {{ ti.xcom_pull(task_ids='plan')['hypothesis'] }}
+- Fault duration: {{ ti.xcom_pull(task_ids='plan')['duration_s'] | int }} s (enforced by Chaos Mesh)
+- Object: {{ ti.xcom_pull(task_ids='plan')['manifest']['metadata']['namespace'] }}/{{ ti.xcom_pull(task_ids='plan')['manifest']['metadata']['name'] }}
+
+Approving lets the run continue to the window guard and the pre-flight health check; any
+threshold breach removes the fault at once. Rejecting, or no answer in time, injects nothing.
+"""
+
+
+class PolicyApprovalOperator(BaseOperator):
+    """The low tier needs no human: the approval is recorded as given by the policy."""
+
+    ui_color = "#e8f0fe"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        return {
+            "chosen_options": ["Approve"],
+            "params_input": {},
+            "responded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "responded_by_user": {"id": "policy", "name": "approved by policy (low tier)"},
+        }
+
+
+def approval_timeout(policy: SafetyPolicy, tier: Tier) -> dt.timedelta:
+    """An announced run waits for its window: its approval may take until then."""
+    ahead = policy.tiers[tier].announce_ahead or 0
+    return dt.timedelta(seconds=max(policy.approval_timeout, ahead))
+
+
+def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -> ApprovalOperator:
+    """One human approval for `role`, answerable only by the policy's approvers of that role.
+
+    `fail_on_reject=False`: a rejection skips everything downstream (nothing is injected) while
+    the result is still written. No `defaults`: a timeout fails the task; never approve by default.
+    """
+    return ApprovalOperator(
+        task_id=f"approve_{role}",
+        subject=f"Approve chaos experiment ({ROLE_TITLES.get(role, role)}): "
+        "{{ ti.xcom_pull(task_ids='plan')['experiment'] }} [" + tier.value + " tier]",
+        body=APPROVAL_BODY,
+        assigned_users=[{"id": user, "name": user} for user in policy.approvers[role]],
+        response_timeout=approval_timeout(policy, tier),
+        fail_on_reject=False,
+        retries=0,
+        **kwargs,
+    )

@@ -1,0 +1,40 @@
+"""What every step of a run needs: the policy as it is now, and the run's identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+from chaos_engineering.catalogue import load_catalogue
+from chaos_engineering.policy import SafetyPolicy, load_policy
+
+
+def policy_or_fail() -> SafetyPolicy:
+    """The policy read now; an unreadable policy stops the run (nothing runs under rules we cannot read)."""
+    policy, issues = load_policy()
+    if policy is None:
+        raise AirflowFailException("the safety policy is invalid:\n" + "\n".join(map(str, issues)))
+    return policy
+
+
+def catalogue_or_fail():
+    catalogue = load_catalogue()
+    if catalogue.policy is None:
+        raise AirflowFailException("the safety policy is invalid:\n" + "\n".join(map(str, catalogue.issues)))
+    return catalogue
+
+
+def run_identity(context: Any) -> tuple[str, str]:
+    dag_run = context["dag_run"]
+    return dag_run.dag_id, dag_run.run_id
+
+
+def lock_holder(context: Any) -> str:
+    """Who holds the lock: the DAG run, the same across task retries and workers."""
+    dag_id, run_id = run_identity(context)
+    return f"{dag_id}/{run_id}"
+
+
+def is_manual(context: Any) -> bool:
+    run_type = context["dag_run"].run_type
+    return str(getattr(run_type, "value", run_type)) != "scheduled"

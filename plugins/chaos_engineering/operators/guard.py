@@ -1,0 +1,66 @@
+"""Window guard: business hours, freeze dates and the tier's window, checked right before injection."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+from chaos_engineering.operators.common import is_manual, policy_or_fail
+from chaos_engineering.policy import Tier
+from chaos_engineering.timetables import planned_injection_time
+from chaos_engineering.windows import window_verdict
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class WindowGuardOperator(BaseOperator):
+    """Refuses (fails, nothing injected) outside the tier's window, recording why.
+
+    A scheduled run of an announced tier (high: created 72 h ahead so approvals can be given)
+    first waits, deferred and holding no worker slot, until its planned injection time.
+    """
+
+    ui_color = "#fff8e1"
+
+    def __init__(self, *, tier: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tier = tier
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        planned = self._planned_time(context)
+        if planned is not None and planned > _now():
+            self.log.info("announced run: waiting for the planned injection time %s", planned.isoformat())
+            self.defer(trigger=DateTimeTrigger(moment=planned), method_name="execute_complete")
+        return self._judge(context, planned)
+
+    def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
+        return self._judge(context, self._planned_time(context))
+
+    def _planned_time(self, context: Any) -> dt.datetime | None:
+        """A scheduled run of an announced tier injects at its planned time (the timetable's tick)."""
+        if is_manual(context) or not policy_or_fail().tiers[Tier(self.tier)].announce_ahead:
+            return None
+        return planned_injection_time(data_interval_end=context.get("data_interval_end"), run_after=context["dag_run"].run_after)
+
+    def _judge(self, context: Any, planned: dt.datetime | None) -> dict[str, Any]:
+        policy = policy_or_fail()
+        now = _now()
+        manual = is_manual(context)
+        verdict = window_verdict(policy, Tier(self.tier), now, manual=manual)
+        record = dataclasses.asdict(verdict) | {
+            "checked_at": now.isoformat(),
+            "manual": manual,
+            "planned_injection": planned.isoformat() if planned else None,
+            "next_allowed": verdict.next_allowed.isoformat() if verdict.next_allowed else None,
+        }
+        context["ti"].xcom_push(key="window", value=record)
+        if not verdict.allowed:
+            raise AirflowFailException(f"window guard refused the {self.tier}-tier run: {verdict.reason}")
+        self.log.info("window guard: %s", verdict.reason)
+        return record

@@ -1,0 +1,93 @@
+"""Recovery validation: one deferrable sensor per stage, each with its deadline from the fault's removal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from chaos_engineering.chaosmesh.spec import parse_spec
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.hooks.prometheus import PrometheusHook
+from chaos_engineering.operators.common import policy_or_fail
+from chaos_engineering.reach import selected_namespaces
+from chaos_engineering.targets import label_selector
+from chaos_engineering.triggers import RecoveryTrigger
+
+STAGES = ("immediate", "short_term", "business")
+
+
+def target_queries(plan: dict[str, Any]) -> list[dict[str, str]]:
+    """Namespace and label selector of the targeted pods (names change when pods are replaced)."""
+    spec, _ = parse_spec(plan["kind"], plan["manifest"]["spec"])
+    if spec is None:
+        return []
+    return [{"namespace": ns, "label_selector": label_selector(spec.selector)} for ns in selected_namespaces(spec.selector)]
+
+
+class RecoveryStageSensor(BaseSensorOperator):
+    """Succeeds when the stage's thresholds hold against the baseline again, recording when;
+    fails when the stage's deadline (counted from the fault's removal) passes first."""
+
+    template_fields = ("plan", "preflight", "removal")
+    ui_color = "#e6f4ea"
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        plan: Any,
+        preflight: Any,
+        removal: Any,
+        prometheus_conn_id: str = PrometheusHook.default_conn_name,
+        kubernetes_conn_id: str = ChaosMeshHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        self.stage = stage
+        self.plan = plan
+        self.preflight = preflight
+        self.removal = removal
+        self.prometheus_conn_id = prometheus_conn_id
+        self.kubernetes_conn_id = kubernetes_conn_id
+
+    def execute(self, context: Any) -> None:
+        if not self.removal or not self.preflight:
+            raise AirflowSkipException("no fault was removed: nothing to recover from")
+        policy = policy_or_fail()
+        stage = policy.recovery.stages()[self.stage]
+        deadline_ts = self.removal["removed_at"] + stage.deadline
+        self.defer(
+            trigger=RecoveryTrigger(
+                prometheus_conn_id=self.prometheus_conn_id,
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                thresholds={n: self.plan["thresholds"][n] for n in stage.thresholds},
+                baseline=self.preflight["baseline"],
+                interval_s=policy.safety.check_interval,
+                deadline_ts=deadline_ts,
+                targets=target_queries(self.plan) if stage.require_targets_ready else [],
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=stage.deadline + 120),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        policy = policy_or_fail()
+        deadline_s = policy.recovery.stages()[self.stage].deadline
+        result = {
+            "stage": self.stage,
+            "status": event["status"],
+            "deadline_s": deadline_s,
+            "at": event["at"],
+            "time_to_recover_s": event["at"] - self.removal["removed_at"],
+            "values": event.get("values"),
+            "pending": event.get("pending", []),
+        }
+        context["ti"].xcom_push(key="recovery", value=result)
+        if event["status"] != "recovered":
+            raise AirflowFailException(f"{self.stage} recovery missed its {deadline_s:g} s deadline: " + "; ".join(event.get("pending", [])))
+        self.log.info("%s recovery after %.1f s (deadline %g s)", self.stage, result["time_to_recover_s"], deadline_s)
+        return result

@@ -1,0 +1,123 @@
+"""The chain of one tier's run, wired inside a DAG: plan, approvals, guard, pre-flight, lock,
+inject, monitor, removal, recovery stages, result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.standard.operators.python import ShortCircuitOperator
+from airflow.sdk import Param
+from airflow.sdk import TriggerRule
+from chaos_engineering.catalogue import Catalogue
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.hooks.prometheus import PrometheusHook
+from chaos_engineering.operators.approval import PolicyApprovalOperator, human_approval
+from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOperator
+from chaos_engineering.operators.guard import WindowGuardOperator
+from chaos_engineering.operators.lock import AcquireLockSensor, ReleaseLockOperator
+from chaos_engineering.operators.monitor import FaultMonitorSensor
+from chaos_engineering.operators.plan import PlanExperimentOperator
+from chaos_engineering.operators.preflight import PreflightCheckOperator
+from chaos_engineering.operators.recovery import STAGES, RecoveryStageSensor
+from chaos_engineering.operators.result import WriteResultOperator
+from chaos_engineering.policy import Tier
+
+#: The task ids of every tier's chain, in order (tests assert this shape).
+CHAIN = ("plan", "dry_run_gate", "approvals", "window_guard", "preflight", "acquire_lock", "inject",
+         "monitor", "remove_fault", *(f"recovery_{s}" for s in STAGES), "release_lock", "write_result")
+
+
+def tier_params(catalogue: Catalogue, tier: Tier) -> dict[str, Param]:
+    """The trigger form: the tier's valid experiments (empty = the rotation) and a dry-run switch."""
+    names = [e.name for e in catalogue.for_tier(tier)]
+    return {
+        "experiment": Param(
+            "",
+            type="string",
+            enum=["", *names],
+            title="Experiment",
+            description="Leave empty for the tier's rotation. Only experiments that pass `chaosctl validate` are listed.",
+            values_display={"": "(rotation)"} | {e.name: f"{e.name}: {e.title}" for e in catalogue.for_tier(tier)},
+        ),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and dry-run on the API server; inject nothing."),
+    }
+
+
+def _is_real_run(plan: dict[str, Any]) -> bool:
+    return not plan["dry_run"]
+
+
+def wire_tier_chain(
+    tier: Tier,
+    catalogue: Catalogue,
+    *,
+    kubernetes_conn_id: str = ChaosMeshHook.default_conn_name,
+    prometheus_conn_id: str = PrometheusHook.default_conn_name,
+) -> None:
+    """Create the tasks of one tier's run in the current DAG context."""
+    policy = catalogue.policy
+    if policy is None:
+        raise ValueError("the safety policy is invalid; run `chaosctl validate`")
+    cluster = {"kubernetes_conn_id": kubernetes_conn_id}
+    both = cluster | {"prometheus_conn_id": prometheus_conn_id}
+
+    plan = PlanExperimentOperator(
+        task_id="plan", tier=tier.value, experiment="{{ params.experiment }}", dry_run="{{ params.dry_run }}", retries=1, **cluster
+    )
+    gate = ShortCircuitOperator(
+        task_id="dry_run_gate",
+        python_callable=_is_real_run,
+        op_args=[plan.output],
+        # Only the chain below is skipped; the result is still written.
+        ignore_downstream_trigger_rules=False,
+    )
+    roles = policy.tiers[tier].approvals
+    approvals = [human_approval(policy, tier, role) for role in roles] if roles else [PolicyApprovalOperator(task_id="approve_by_policy")]
+    guard = WindowGuardOperator(task_id="window_guard", tier=tier.value, retries=0)
+    preflight = PreflightCheckOperator(task_id="preflight", plan=plan.output, retries=0, **both)
+    lock = AcquireLockSensor(
+        task_id="acquire_lock", plan=plan.output, mode="reschedule", poke_interval=10, timeout=policy.safety.lock_wait, **cluster
+    )
+    inject = InjectFaultOperator(task_id="inject", plan=plan.output, approvals=[a.output for a in approvals], retries=1, **cluster)
+    monitor = FaultMonitorSensor(task_id="monitor", plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both)
+    remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=3, retry_delay=5, **cluster)
+    stages = [
+        RecoveryStageSensor(
+            task_id=f"recovery_{stage}",
+            stage=stage,
+            plan=plan.output,
+            preflight=preflight.output,
+            removal=remove.output,
+            retries=0,
+            # Every stage measures, even when an earlier one missed its deadline.
+            trigger_rule=TriggerRule.ALL_DONE if index else TriggerRule.ALL_SUCCESS,
+            **both,
+        )
+        for index, stage in enumerate(STAGES)
+    ]
+    release = ReleaseLockOperator(task_id="release_lock", retries=3, retry_delay=5, **cluster)
+    result = WriteResultOperator(task_id="write_result", trigger_rule=TriggerRule.ALL_DONE, retries=2, retry_delay=5)
+
+    plan >> gate >> approvals[0]
+    for earlier, later in zip(approvals, approvals[1:]):
+        earlier >> later
+    approvals[-1] >> guard >> preflight >> lock >> inject >> monitor >> remove
+    remove >> stages[0]
+    for earlier, later in zip(stages, stages[1:]):
+        earlier >> later
+    stages[-1] >> release >> result
+    # Whatever fails after the lock is taken, the fault is removed and the lock released.
+    remove.as_teardown(setups=lock, on_failure_fail_dagrun=True)
+    release.as_teardown(setups=lock, on_failure_fail_dagrun=True)
+
+
+
+def catalogue_for_dag() -> Catalogue:
+    """The catalogue at parse time. An invalid policy raises, so the DAG shows an import error
+    naming every issue instead of scheduling anything under rules nobody can read."""
+    from chaos_engineering.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    if catalogue.policy is None:
+        raise ValueError("the safety policy is invalid:\n" + "\n".join(map(str, catalogue.issues)))
+    return catalogue

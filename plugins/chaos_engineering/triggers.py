@@ -1,0 +1,245 @@
+"""Triggers that watch thresholds while a fault is active (kill on breach) and while it recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.policy import Threshold
+from chaos_engineering.safety import Breach, check, failed_reads_breach
+
+
+def _fault_state(obj: dict[str, Any] | None) -> str:
+    """`gone`, `deleting`, `ended` (Chaos Mesh stopped it: duration over, all recovered) or `active`."""
+    if obj is None:
+        return "gone"
+    if obj.get("metadata", {}).get("deletionTimestamp"):
+        return "deleting"
+    status = obj.get("status") or {}
+    phase = (status.get("experiment") or {}).get("desiredPhase")
+    recovered = any(c.get("type") == "AllRecovered" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return "ended" if phase == "Stop" and recovered else "active"
+
+
+class _Readings:
+    """Reads every threshold once per check and counts consecutive failed reads per metric."""
+
+    def __init__(self, prometheus_conn_id: str, thresholds: dict[str, Threshold], max_failed_reads: int) -> None:
+        from chaos_engineering.hooks.prometheus import PrometheusHook
+
+        self.hook = PrometheusHook(prometheus_conn_id)
+        self.thresholds = thresholds
+        self.max_failed_reads = max_failed_reads
+        self.failures = dict.fromkeys(thresholds, 0)
+        self.last: dict[str, float | None] = dict.fromkeys(thresholds)
+
+    def _read(self, name: str) -> tuple[float | None, str]:
+        try:
+            value = self.hook.query(self.thresholds[name].query)
+        except Exception as exc:  # any failure to read is a failed read, never a pass
+            return None, str(exc)
+        return value, "" if value is not None else "no data"
+
+    async def read_all(self) -> dict[str, tuple[float | None, str]]:
+        names = list(self.thresholds)
+        results = await asyncio.gather(*(asyncio.to_thread(self._read, n) for n in names))
+        readings = dict(zip(names, results))
+        for name, (value, _) in readings.items():
+            self.failures[name] = 0 if value is not None else self.failures[name] + 1
+            self.last[name] = value
+        return readings
+
+    def judge(self, readings: dict[str, tuple[float | None, str]], baseline: dict[str, float | None], at: float) -> Breach | None:
+        """The first breach: a threshold crossed, or a metric unreadable N checks in a row."""
+        for name, (value, reason) in readings.items():
+            if value is None:
+                if self.failures[name] >= self.max_failed_reads:
+                    return failed_reads_breach(name, self.failures[name], at, reason)
+                continue
+            breach = check(name, self.thresholds[name], value, baseline.get(name), at)
+            if breach is not None:
+                return breach
+        return None
+
+
+class FaultMonitorTrigger(BaseTrigger):
+    """Checks every threshold against the baseline each `interval_s` while the fault is active.
+
+    On a breach, or on `max_failed_reads` unreadable checks in a row, it deletes the Chaos Mesh
+    object itself, here in the triggerer, before any worker slot is involved: that is where the
+    kill is fastest. The delete is idempotent (a trigger may run twice after a triggerer restart;
+    deleting an object already gone is a no-op). It yields one event:
+    `completed` (Chaos Mesh ended the fault), `breach` (with the breach and the removal time),
+    `gone` (someone else removed it: emergency stop or watchdog).
+    """
+
+    def __init__(
+        self,
+        *,
+        prometheus_conn_id: str,
+        kubernetes_conn_id: str,
+        fault: dict[str, str],
+        thresholds: dict[str, dict[str, Any]],
+        baseline: dict[str, float | None],
+        interval_s: float,
+        max_failed_reads: int,
+    ) -> None:
+        super().__init__()
+        self.prometheus_conn_id = prometheus_conn_id
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.fault = fault
+        self.thresholds = thresholds
+        self.baseline = baseline
+        self.interval_s = interval_s
+        self.max_failed_reads = max_failed_reads
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "prometheus_conn_id": self.prometheus_conn_id,
+                "kubernetes_conn_id": self.kubernetes_conn_id,
+                "fault": self.fault,
+                "thresholds": self.thresholds,
+                "baseline": self.baseline,
+                "interval_s": self.interval_s,
+                "max_failed_reads": self.max_failed_reads,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+
+        cluster = ChaosMeshHook(self.kubernetes_conn_id)
+        kind, name, namespace = ChaosKind(self.fault["kind"]), self.fault["name"], self.fault["namespace"]
+        readings = _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, self.max_failed_reads)
+        cluster_failures = 0
+        checks = 0
+        while True:
+            started = time.monotonic()
+            try:
+                state = _fault_state(await asyncio.to_thread(cluster.get, kind, name, namespace))
+                cluster_failures = 0
+            except Exception as exc:
+                # The API server did not answer: keep judging metrics; a breach still tries to delete.
+                cluster_failures += 1
+                state = "unknown"
+                self.log.warning("cannot read fault %s/%s (%d in a row): %s", namespace, name, cluster_failures, exc)
+            if state in ("gone", "deleting", "ended"):
+                yield TriggerEvent({"status": "completed" if state == "ended" else "gone", "state": state, "checks": checks, "at": time.time()})
+                return
+            current = await readings.read_all()
+            checks += 1
+            now = time.time()
+            breach = readings.judge(current, self.baseline, now)
+            if breach is None and cluster_failures >= self.max_failed_reads:
+                breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
+            if breach is not None:
+                removed, error = await self._remove(cluster, kind, name, namespace)
+                yield TriggerEvent(
+                    {
+                        "status": "breach",
+                        "breach": breach.as_dict(),
+                        "removal_requested_at": removed,
+                        "removal_error": error,
+                        "checks": checks,
+                        "values": readings.last,
+                    }
+                )
+                return
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def _remove(self, cluster: Any, kind: ChaosKind, name: str, namespace: str) -> tuple[float | None, str]:
+        try:
+            await asyncio.to_thread(cluster.delete, kind, name, namespace)
+        except Exception as exc:
+            # The teardown task deletes again; the sensor fails either way.
+            self.log.error("could not delete %s/%s on breach: %s", namespace, name, exc)
+            return None, str(exc)
+        self.log.warning("breach: deleted %s %s/%s", kind.value, namespace, name)
+        return time.time(), ""
+
+
+class RecoveryTrigger(BaseTrigger):
+    """Waits until every named threshold holds against the baseline again (and, if asked, the
+    target pods are all ready), or the stage's deadline passes. Read-only: no side effect."""
+
+    def __init__(
+        self,
+        *,
+        prometheus_conn_id: str,
+        kubernetes_conn_id: str,
+        thresholds: dict[str, dict[str, Any]],
+        baseline: dict[str, float | None],
+        interval_s: float,
+        deadline_ts: float,
+        targets: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.prometheus_conn_id = prometheus_conn_id
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.thresholds = thresholds
+        self.baseline = baseline
+        self.interval_s = interval_s
+        self.deadline_ts = deadline_ts
+        self.targets = targets or []
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "prometheus_conn_id": self.prometheus_conn_id,
+                "kubernetes_conn_id": self.kubernetes_conn_id,
+                "thresholds": self.thresholds,
+                "baseline": self.baseline,
+                "interval_s": self.interval_s,
+                "deadline_ts": self.deadline_ts,
+                "targets": self.targets,
+            },
+        )
+
+    def _targets_ready(self) -> tuple[bool, str]:
+        from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+        from chaos_engineering.targets import TargetPod, pod_ready
+
+        cluster = ChaosMeshHook(self.kubernetes_conn_id)
+        not_ready: list[str] = []
+        for target in self.targets:
+            pods = cluster.list_pods(target["namespace"], label_selector=target.get("label_selector", ""))
+            if not pods:
+                not_ready.append(f"{target['namespace']}/{target.get('label_selector', '')}: no pod")
+            not_ready += [TargetPod(p.metadata.namespace, p.metadata.name, {}, False).ref for p in pods if not pod_ready(p)]
+        return not not_ready, ", ".join(not_ready)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        readings = _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, max_failed_reads=10**9)
+        checks = 0
+        while True:
+            started = time.monotonic()
+            current = await readings.read_all()
+            checks += 1
+            now = time.time()
+            pending = [f"{n}: {reason}" for n, (value, reason) in current.items() if value is None]
+            pending += [
+                b.message
+                for n, (value, _) in current.items()
+                if value is not None and (b := check(n, readings.thresholds[n], value, self.baseline.get(n), now)) is not None
+            ]
+            if self.targets:
+                try:
+                    ready, detail = await asyncio.to_thread(self._targets_ready)
+                except Exception as exc:
+                    ready, detail = False, f"cannot list target pods: {exc}"
+                if not ready:
+                    pending.append(f"targets not ready: {detail}")
+            if not pending:
+                yield TriggerEvent({"status": "recovered", "at": now, "checks": checks, "values": readings.last})
+                return
+            if now >= self.deadline_ts:
+                yield TriggerEvent({"status": "deadline_missed", "at": now, "checks": checks, "values": readings.last, "pending": pending})
+                return
+            await asyncio.sleep(max(0.0, min(self.interval_s - (time.monotonic() - started), self.deadline_ts - time.time())))

@@ -1,0 +1,83 @@
+"""Every DAG parses with no live service, and each tier's chain has the required shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow.dag_processing.dagbag import DagBag
+from chaos_engineering.policy import Tier, load_policy
+from chaos_engineering.tier_chain import CHAIN
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+TIER_DAGS = {Tier.LOW: "chaos_low_risk", Tier.MEDIUM: "chaos_medium_risk", Tier.HIGH: "chaos_high_risk"}
+APPROVALS = {Tier.LOW: ["approve_by_policy"], Tier.MEDIUM: ["approve_sre"], Tier.HIGH: ["approve_sre", "approve_executive"]}
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(TIER_DAGS.values()) <= set(dagbag.dag_ids)
+
+
+def test_every_dag_is_documented_tagged_and_owned(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.doc_md and len(dag.doc_md) > 100, dag.dag_id
+        assert "chaos-engineering" in dag.tags, dag.dag_id
+        assert all(task.owner == "sre" for task in dag.tasks), dag.dag_id
+
+
+def _expanded(tier: Tier) -> list[str]:
+    return [t for step in CHAIN for t in (APPROVALS[tier] if step == "approvals" else [step])]
+
+
+@pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
+def test_tier_chain_order(dagbag, tier):
+    dag = dagbag.dags[TIER_DAGS[tier]]
+    expected = _expanded(tier)
+    assert sorted(dag.task_ids) == sorted(expected)
+    for earlier, later in zip(expected, expected[1:]):
+        assert earlier in dag.get_task(later).upstream_task_ids, f"{earlier} must come right before {later}"
+    assert dag.max_active_runs == 1
+    assert dag.params["dry_run"] is False
+
+
+@pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
+def test_fault_removal_and_lock_release_are_teardowns_of_the_lock(dagbag, tier):
+    dag = dagbag.dags[TIER_DAGS[tier]]
+    lock = dag.get_task("acquire_lock")
+    assert lock.is_setup
+    for task_id in ("remove_fault", "release_lock"):
+        teardown = dag.get_task(task_id)
+        assert teardown.is_teardown and teardown.on_failure_fail_dagrun
+        assert "acquire_lock" in teardown.upstream_task_ids
+    assert dag.get_task("write_result").trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
+def test_safety_steps_never_retry_blindly(dagbag, tier):
+    dag = dagbag.dags[TIER_DAGS[tier]]
+    for task_id in ("preflight", "monitor", "window_guard", *APPROVALS[tier]):
+        assert dag.get_task(task_id).retries == 0, task_id
+    assert dag.get_task("monitor").template_fields == ("plan", "fault", "preflight")
+
+
+def test_trigger_form_lists_only_the_tiers_valid_experiments(dagbag):
+    policy, _ = load_policy()
+    for tier, dag_id in TIER_DAGS.items():
+        enum = dagbag.dags[dag_id].params.get_param("experiment").schema["enum"]
+        assert enum[0] == "" and len(enum) >= 4
+        assert all(name.startswith(("booking", "web", "cache", "database", "email")) for name in enum[1:])
+    assert policy is not None
+
+
+def test_approvers_come_from_the_policy(dagbag):
+    policy, _ = load_policy()
+    high = dagbag.dags["chaos_high_risk"]
+    assert [u["id"] for u in high.get_task("approve_executive").assigned_users] == policy.approvers["executive"]
+    assert [u["id"] for u in high.get_task("approve_sre").assigned_users] == policy.approvers["sre"]
