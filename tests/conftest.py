@@ -1,12 +1,19 @@
-"""Shared test settings: an Airflow home of the tests' own, and where the shared Chaos Mesh data lives."""
+"""Shared test settings: an Airflow home of the tests' own, the shared Chaos Mesh data, and one
+sandbox per session with Airflow connections pointing at it."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from sandbox.runner import Sandbox
+from tests.sandbox.sandbox_support import PrometheusAPI
 
 # Airflow reads its configuration on import: give the tests a home of their own, never ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-tests-airflow-"))
@@ -22,3 +29,88 @@ def shared_dir() -> Path:
     if not (path / "chaos-mesh").is_dir():
         pytest.skip("../shared/chaos-mesh is absent (a user's clone); CI always has it")
     return path
+
+
+# --- the sandbox: one per session, started as early as possible -----------------------------
+
+# A recording rule handed to Prometheus through --rule-file, to prove extra rule files load.
+RULES = """\
+groups:
+  - name: sandbox-test
+    rules:
+      - record: sandbox_test:bookings_confirmed:rate30s
+        expr: sum(rate(bookings_total{outcome="confirmed"}[30s]))
+"""
+
+_STARTING = pytest.StashKey[tuple[Path, Future]]()
+
+
+def _start(state_dir: Path) -> Sandbox:
+    rules = state_dir / "test-rules.yml"
+    rules.write_text(RULES)
+    return Sandbox.start(state_dir, scrape_interval="1s", rule_files=[rules])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Start in the background as soon as we know a test needs the sandbox: the minute of
+    # baseline data the Prometheus tests wait for then accrues while the other tests run.
+    if any("sandbox" in getattr(item, "fixturenames", ()) for item in session.items):
+        state_dir = Path(tempfile.mkdtemp(prefix="chaos-sandbox-test-"))
+        future = ThreadPoolExecutor(1, thread_name_prefix="sandbox-start").submit(_start, state_dir)
+        session.config.stash[_STARTING] = (state_dir, future)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    starting = session.config.stash.get(_STARTING, None)
+    if starting is None:
+        return
+    state_dir, future = starting
+    try:
+        future.result().stop()
+    except Exception:
+        # Start-up failed: whatever did start is still listed in the pid files.
+        Sandbox(state_dir, 0, 0, 0, 0).stop()
+    if session.testsfailed:
+        print(f"\nsandbox logs kept in {state_dir / 'logs'}")
+    else:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    """The session's sandbox, 1 s scrape interval; it is stopped when the session ends."""
+    _, future = request.config.stash[_STARTING]
+    return future.result()
+
+
+@pytest.fixture(scope="session")
+def prometheus(sandbox: Sandbox) -> PrometheusAPI:
+    return PrometheusAPI(sandbox.prometheus_url)
+
+
+@pytest.fixture(scope="session")
+def connections(sandbox: Sandbox) -> dict[str, str]:
+    """`kubernetes_default` and `prometheus_default` as environment connections."""
+    env = {
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(sandbox.kubeconfig_path), "namespace": "chaos-engineering"}}
+        ),
+        "AIRFLOW_CONN_PROMETHEUS_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.prometheus_url}),
+        "AIRFLOW_CONN_PROMETHEUS_DEAD": json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9"}),
+    }
+    os.environ.update(env)
+    _wait_for_metrics(sandbox)
+    return env
+
+
+def _wait_for_metrics(sandbox: Sandbox, timeout: float = 90) -> None:
+    """Until every threshold query of the shipped policy has a value: rates need two scrapes."""
+    import time
+
+    from chaos_engineering.policy import load_policy
+
+    policy, _ = load_policy()
+    api, deadline = PrometheusAPI(sandbox.prometheus_url), time.monotonic() + timeout
+    while missing := [n for n, t in policy.safety.thresholds.items() if api.value(t.query) is None]:
+        assert time.monotonic() < deadline, f"no data for {missing} after {timeout} s"
+        time.sleep(1)

@@ -76,7 +76,7 @@ class PrometheusHook(BaseHook):
     def query_range(self, promql: str, start: datetime, end: datetime, step: float) -> list[tuple[float, float]]:
         """(unix time, value) samples of a range query, for one series; [] when there is no data."""
         try:
-            result = self.client.custom_query_range(promql, start_time=start, end_time=end, step=f"{step}s")
+            result = self.client.custom_query_range(promql, start_time=start, end_time=end, step=f"{step:g}")
         except Exception as exc:
             raise PrometheusQueryError(f"range query failed: {type(exc).__name__}: {exc}") from exc
         if not result:

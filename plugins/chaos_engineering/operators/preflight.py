@@ -32,6 +32,32 @@ def affected_pods(mode: str, value: str | None, candidates: int) -> int:
     }[Mode(mode)]
 
 
+def steady_state(
+    prometheus: PrometheusHook, thresholds: dict[str, dict[str, Any]], window_s: float, end: dt.datetime
+) -> tuple[dict[str, float], list[str]]:
+    """The baseline (median over the window) of every threshold, and why the platform is not
+    steady: a metric with no data, or any sample of the window beyond its bound."""
+    start = end - dt.timedelta(seconds=window_s)
+    step = max(1.0, window_s / 60)
+    baseline: dict[str, float] = {}
+    problems: list[str] = []
+    for name, spec in thresholds.items():
+        threshold = Threshold(**spec)
+        try:
+            samples = [v for _, v in prometheus.query_range(threshold.query, start, end, step) if math.isfinite(v)]
+        except PrometheusQueryError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if not samples:
+            problems.append(f"{name}: no data over the last {window_s:g} s")
+            continue
+        baseline[name] = statistics.median(samples)
+        breaches = [b for v in samples if (b := check(name, threshold, v, baseline[name], end.timestamp()))]
+        if breaches:
+            problems.append(f"not healthy before the fault: {breaches[-1].message} ({len(breaches)} of {len(samples)} samples)")
+    return baseline, problems
+
+
 class PreflightCheckOperator(BaseOperator):
     """Fails (nothing is injected) unless every check passes; returns the baseline and targets."""
 
@@ -62,25 +88,8 @@ class PreflightCheckOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         policy = policy_or_fail()
         plan = self.plan
-        problems: list[str] = []
         end = dt.datetime.now(dt.timezone.utc)
-        start = end - dt.timedelta(seconds=policy.preflight.healthy_window)
-        step = max(1.0, policy.preflight.healthy_window / 60)
-        baseline: dict[str, float] = {}
-        for name, spec in plan["thresholds"].items():
-            threshold = Threshold(**spec)
-            try:
-                samples = [v for _, v in self.prometheus.query_range(threshold.query, start, end, step) if math.isfinite(v)]
-            except PrometheusQueryError as exc:
-                problems.append(f"{name}: {exc}")
-                continue
-            if not samples:
-                problems.append(f"{name}: no data over the last {policy.preflight.healthy_window:g} s")
-                continue
-            baseline[name] = statistics.median(samples)
-            breaches = [b for v in samples if (b := check(name, threshold, v, baseline[name], end.timestamp()))]
-            if breaches:
-                problems.append(f"not healthy before the fault: {breaches[-1].message} ({len(breaches)} of {len(samples)} samples)")
+        baseline, problems = steady_state(self.prometheus, plan["thresholds"], policy.preflight.healthy_window, end)
         try:
             firing = self.prometheus.series(policy.preflight.critical_alerts_query)
         except PrometheusQueryError as exc:
@@ -94,7 +103,7 @@ class PreflightCheckOperator(BaseOperator):
         self.log.info("pre-flight passed; baseline %s", baseline)
         return {
             "baseline": baseline,
-            "window": [start.isoformat(), end.isoformat()],
+            "window": [(end - dt.timedelta(seconds=policy.preflight.healthy_window)).isoformat(), end.isoformat()],
             "targets": [t.ref for t in targets],
             "peers": [t.ref for t in peers],
             "checked_at": end.isoformat(),

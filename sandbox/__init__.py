@@ -1,0 +1,1 @@
+"""A laptop-sized stand-in for a Kubernetes cluster running the booking platform and Chaos Mesh."""

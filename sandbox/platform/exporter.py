@@ -1,0 +1,46 @@
+"""The sandbox's metrics server: every pod's /metrics, kube-state-metrics, and a read-only state view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from sandbox.platform.platform import Platform, PodNotFound, PodNotServing
+
+
+def create_exporter_app(platform: Platform, health: Callable[[], dict[str, bool]] | None = None) -> Starlette:
+    """`health` adds the state of the other parts of the sandbox process to /healthz."""
+
+    async def pod_metrics(request: Request) -> Response:
+        try:
+            body = platform.render_pod_metrics(request.path_params["namespace"], request.path_params["pod"])
+        except PodNotFound as error:
+            return PlainTextResponse(str(error), status_code=404)
+        except PodNotServing as error:
+            # Prometheus records up == 0 for the target, as for a crashed container.
+            return PlainTextResponse(str(error), status_code=503)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def kube_state_metrics(request: Request) -> Response:
+        return Response(platform.render_kube_state_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    async def state(request: Request) -> Response:
+        return JSONResponse(platform.state())
+
+    async def healthz(request: Request) -> Response:
+        parts = {"platform": True, **(health() if health else {})}
+        return JSONResponse(parts, status_code=200 if all(parts.values()) else 503)
+
+    return Starlette(
+        routes=[
+            Route("/pods/{namespace}/{pod}/metrics", pod_metrics),
+            Route("/kube-state-metrics/metrics", kube_state_metrics),
+            Route("/sandbox/state", state),
+            Route("/healthz", healthz),
+        ]
+    )

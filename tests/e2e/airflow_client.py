@@ -1,0 +1,440 @@
+"""A REST client for Airflow 3.3's public API (/api/v2), used by the end-to-end tests as one user."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+RUN_FINISHED = frozenset({"success", "failed"})
+TASK_FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+AWAITING_INPUT = "awaiting_input"
+
+# The race in shared/AIRFLOW-NOTES.md: a response sent within ~0.5 s of the task parking in
+# awaiting_input failed the task. The worker's exit after parking must reach the scheduler first.
+MIN_AWAITING_SECONDS = 1.5
+LOG_TAIL_LINES = 40
+
+# Called with the task's key once it is awaiting input; True once the scheduler has processed the
+# worker's exit after parking (see AirflowStack.scheduler_processed_park).
+ParkSettledCheck = Callable[["TaskKey"], bool]
+
+
+class AirflowApiError(RuntimeError):
+    """Airflow answered a REST call with an unexpected status."""
+
+    def __init__(self, user: str, method: str, path: str, status_code: int, detail: Any) -> None:
+        self.user = user
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"{method} {path} as {user!r} -> HTTP {status_code}: {detail}")
+
+
+class AirflowWaitTimeout(AssertionError):
+    """Something did not happen in Airflow within the time a test allowed for it."""
+
+
+@dataclass(frozen=True)
+class TaskKey:
+    """One task instance of a DAG run, with the try it is on."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+    try_number: int = 0
+
+
+@dataclass(frozen=True)
+class TaskStateChange:
+    """A task instance moved from one state to another, seen while polling a run."""
+
+    task: str
+    previous: str | None
+    current: str | None
+    elapsed: float
+
+    def __str__(self) -> str:
+        return f"[{self.elapsed:6.1f}s] {self.task}: {self.previous or '-'} -> {self.current or '-'}"
+
+
+def _task_label(task_instance: Mapping[str, Any]) -> str:
+    map_index = task_instance.get("map_index", -1)
+    return task_instance["task_id"] if map_index in (-1, None) else f"{task_instance['task_id']}[{map_index}]"
+
+
+def _format_error_detail(detail: Any) -> list[str]:
+    """The structured exception of a task log entry as a short traceback: innermost frame, type, value."""
+    if not detail:
+        return []
+    if not isinstance(detail, list):
+        return [f"    {detail}"]
+    lines = []
+    for exception in detail:
+        frames = exception.get("frames") or []
+        if frames:
+            frame = frames[-1]
+            lines.append(f"    at {frame.get('filename')}:{frame.get('lineno')} in {frame.get('name')}")
+        lines.append(f"    {exception.get('exc_type')}: {exception.get('exc_value')}")
+    return lines
+
+
+class AirflowClient:
+    """The REST API as one user of the simple auth manager sees it: every call carries its token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        poll_interval: float = 0.5,
+        request_timeout: float = 30.0,
+        park_settled: ParkSettledCheck | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self._password = password
+        self.poll_interval = poll_interval
+        self.request_timeout = request_timeout
+        self._park_settled = park_settled
+        self._session = requests.Session()
+        self._token: str | None = None
+        # When this client first saw each task instance awaiting input (monotonic seconds).
+        self._awaiting_since: dict[TaskKey, float] = {}
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A JWT from the simple auth manager's `POST /auth/token` (cached until a 401)."""
+        if self._token is None:
+            response = self._session.post(
+                f"{self.base_url}/auth/token",
+                json={"username": self.username, "password": self._password},
+                timeout=self.request_timeout,
+            )
+            if response.status_code != 201:
+                raise AirflowApiError(
+                    self.username, "POST", "/auth/token", response.status_code, response.text
+                )
+            self._token = response.json()["access_token"]
+        return self._token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: Collection[int] = (200,),
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Call `/api/v2{path}`; return the decoded JSON body, or raise `AirflowApiError`."""
+        for attempt in (1, 2):
+            response = self._session.request(
+                method,
+                f"{self.base_url}/api/v2{path}",
+                json=json,
+                params=params,
+                headers={"Authorization": f"Bearer {self.token()}", **(headers or {})},
+                timeout=self.request_timeout,
+            )
+            if response.status_code == 401 and attempt == 1:
+                self._token = None  # expired: log in again once
+                continue
+            break
+        if response.status_code not in expect:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AirflowApiError(self.username, method, path, response.status_code, detail)
+        return response.json() if response.content else None
+
+    @staticmethod
+    def _run_path(dag_id: str, run_id: str) -> str:
+        # Manual run ids hold ':' and '+', which must not reach the router unescaped.
+        return f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
+
+    @classmethod
+    def _task_path(cls, dag_id: str, run_id: str, task_id: str) -> str:
+        return f"{cls._run_path(dag_id, run_id)}/taskInstances/{quote(task_id, safe='')}"
+
+    # -- DAGs -----------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """`GET /api/v2/monitor/health`: metadatabase, scheduler, triggerer, dag_processor."""
+        return self.request("GET", "/monitor/health")
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG as the API lists it, or None while it is not parsed yet."""
+        try:
+            return self.request("GET", f"/dags/{quote(dag_id, safe='')}")
+        except AirflowApiError as error:
+            if error.status_code == 404:
+                return None
+            raise
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/importErrors", params={"limit": 100})["import_errors"]
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/dags/{quote(dag_id, safe='')}", json={"is_paused": False})
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0, *, unpause: bool = True) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed `dag_id` and the API lists it; unpause it."""
+        deadline = time.monotonic() + timeout
+        while (dag := self.dag(dag_id)) is None:
+            if time.monotonic() > deadline:
+                errors = "\n".join(
+                    f"  {e['filename']}: {e['stack_trace'].strip()[-600:]}" for e in self.import_errors()
+                )
+                raise AirflowWaitTimeout(
+                    f"DAG {dag_id!r} did not appear in the API within {timeout:.0f}s; "
+                    f"import errors: {errors or 'none'}"
+                )
+            time.sleep(self.poll_interval)
+        if unpause and dag.get("is_paused"):
+            self.unpause(dag_id)
+            dag["is_paused"] = False
+        return dag
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def trigger(
+        self, dag_id: str, conf: Mapping[str, Any] | None = None, logical_date: datetime | None = None
+    ) -> str:
+        """`POST /dags/{dag_id}/dagRuns`; return the new run's id."""
+        body = {
+            "conf": dict(conf or {}),
+            "logical_date": logical_date.isoformat() if logical_date is not None else None,
+        }
+        run = self.request("POST", f"/dags/{quote(dag_id, safe='')}/dagRuns", json=body)
+        return run["dag_run_id"]
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.request("GET", self._run_path(dag_id, run_id))
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.run(dag_id, run_id)["state"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run (the API pages by at most 100)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.request(
+                "GET",
+                f"{self._run_path(dag_id, run_id)}/taskInstances",
+                params={"limit": 100, "offset": len(found)},
+            )
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """{task_id (or `task_id[map_index]` when mapped): state}; None is "not scheduled yet"."""
+        return {_task_label(ti): ti["state"] for ti in self.task_instances(dag_id, run_id)}
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        path = f"{self._task_path(dag_id, run_id, task_id)}"
+        if map_index != -1:
+            path += f"/{map_index}"
+        return self.request("GET", path)
+
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 120.0,
+        *,
+        on_change: Callable[[TaskStateChange], None] | None = None,
+        expect: str | None = None,
+    ) -> str:
+        """Poll the run until it finishes; return its final state.
+
+        `on_change` is called with every task state change seen. With `expect`, a different final
+        state raises, naming every task's state and the tail of the failed task's log.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        seen: dict[str, str | None] = {}
+        while True:
+            state = self.run_state(dag_id, run_id)
+            self._report_changes(dag_id, run_id, seen, started, on_change)
+            if state in RUN_FINISHED:
+                if expect is not None and state != expect:
+                    raise AssertionError(
+                        f"run {dag_id}/{run_id} ended {state!r}, expected {expect!r}\n"
+                        + self.describe_run(dag_id, run_id)
+                    )
+                return state
+            if time.monotonic() > deadline:
+                raise AirflowWaitTimeout(
+                    f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f}s\n"
+                    + self.describe_run(dag_id, run_id)
+                )
+            time.sleep(self.poll_interval)
+
+    def _report_changes(
+        self,
+        dag_id: str,
+        run_id: str,
+        seen: dict[str, str | None],
+        started: float,
+        on_change: Callable[[TaskStateChange], None] | None,
+    ) -> None:
+        now = time.monotonic()
+        for ti in self.task_instances(dag_id, run_id):
+            label, state = _task_label(ti), ti["state"]
+            self._note_awaiting(dag_id, run_id, ti, now)
+            if label in seen and seen[label] == state:
+                continue
+            previous = seen.get(label)
+            seen[label] = state
+            if on_change is not None and (previous is not None or state is not None):
+                on_change(TaskStateChange(label, previous, state, now - started))
+
+    def _note_awaiting(self, dag_id: str, run_id: str, ti: Mapping[str, Any], now: float) -> None:
+        if ti["state"] == AWAITING_INPUT:
+            key = TaskKey(dag_id, run_id, ti["task_id"], ti.get("map_index", -1), ti.get("try_number", 0))
+            self._awaiting_since.setdefault(key, now)
+
+    def wait_for_task_state(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: str | Iterable[str],
+        timeout: float = 120.0,
+        *,
+        map_index: int = -1,
+    ) -> dict[str, Any]:
+        """Poll until the task instance is in one of `states`; return it.
+
+        Fails at once if the task finishes in another state, or the run ends without it getting there.
+        """
+        wanted = {states} if isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            self._note_awaiting(dag_id, run_id, ti, time.monotonic())
+            if ti["state"] in wanted:
+                return ti
+            finished = ti["state"] in TASK_FINISHED
+            if finished or self.run_state(dag_id, run_id) in RUN_FINISHED or time.monotonic() > deadline:
+                why = f"finished {ti['state']!r}" if finished else f"is {ti['state']!r}"
+                raise AirflowWaitTimeout(
+                    f"task {task_id} of {dag_id}/{run_id} {why}, waited for {sorted(wanted)} "
+                    f"({timeout:.0f}s allowed)\n" + self.describe_run(dag_id, run_id)
+                )
+            time.sleep(self.poll_interval)
+
+    # -- human in the loop ----------------------------------------------------------------------
+
+    def pending_approvals(self, dag_id: str | None = None) -> list[dict[str, Any]]:
+        """HITL requests nobody has answered yet, across all runs (of `dag_id`, if given)."""
+        path = f"/dags/{quote(dag_id, safe='') if dag_id else '~'}/dagRuns/~/hitlDetails"
+        return self.request("GET", path, params={"response_received": "false", "limit": 100})["hitl_details"]
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        path = f"{self._task_path(dag_id, run_id, task_id)}/{map_index}/hitlDetails"
+        return self.request("GET", path)
+
+    def respond(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        chosen_options: list[str],
+        params_input: Mapping[str, Any] | None = None,
+        map_index: int = -1,
+        *,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        """Answer a HITL task as this user, once it is safe to (see MIN_AWAITING_SECONDS)."""
+        self.wait_until_respondable(dag_id, run_id, task_id, map_index=map_index, timeout=timeout)
+        path = f"{self._task_path(dag_id, run_id, task_id)}/{map_index}/hitlDetails"
+        return self.request(
+            "PATCH",
+            path,
+            json={"chosen_options": list(chosen_options), "params_input": dict(params_input or {})},
+        )
+
+    def wait_until_respondable(
+        self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1, timeout: float = 120.0
+    ) -> None:
+        """Wait until the task has been awaiting input for MIN_AWAITING_SECONDS and, when the stack
+        can tell, until the scheduler has processed the worker's exit after parking."""
+        deadline = time.monotonic() + timeout
+        ti = self.wait_for_task_state(dag_id, run_id, task_id, AWAITING_INPUT, timeout, map_index=map_index)
+        key = TaskKey(dag_id, run_id, task_id, map_index, ti.get("try_number", 0))
+        since = self._awaiting_since.setdefault(key, time.monotonic())
+        time.sleep(max(0.0, since + MIN_AWAITING_SECONDS - time.monotonic()))
+        if self._park_settled is None:
+            return
+        while not self._park_settled(key):
+            if time.monotonic() > deadline:
+                raise AirflowWaitTimeout(
+                    f"the scheduler never logged the end of {task_id}'s park in {dag_id}/{run_id} "
+                    f'("TaskInstance Finished ... state=awaiting_input") within {timeout:.0f}s: '
+                    "answering now could fail the task (shared/AIRFLOW-NOTES.md)"
+                )
+            time.sleep(self.poll_interval)
+
+    # -- results --------------------------------------------------------------------------------
+
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
+    ) -> Any:
+        path = self._task_path(dag_id, run_id, task_id) + f"/xcomEntries/{quote(key, safe='')}"
+        return self.request("GET", path, params={"map_index": map_index})["value"]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> str:
+        """The task's log for one try, one event a line."""
+        path = f"{self._task_path(dag_id, run_id, task_id)}/logs/{try_number}"
+        body = self.request(
+            "GET",
+            path,
+            params={"full_content": "true", "map_index": map_index},
+            headers={"Accept": "application/json"},
+        )
+        lines = []
+        for entry in body["content"]:
+            if isinstance(entry, str):
+                lines.append(entry)
+                continue
+            level = entry.get("level", "")
+            lines.append(f"{entry.get('timestamp') or '':32} {level:8} {entry.get('event', '')}")
+            lines.extend(_format_error_detail(entry.get("error_detail")))
+        return "\n".join(lines)
+
+    def describe_run(self, dag_id: str, run_id: str) -> str:
+        """Every task's state, then the log tail of each failed task: for assertion messages."""
+        try:
+            instances = self.task_instances(dag_id, run_id)
+        except (AirflowApiError, requests.RequestException) as error:
+            return f"(task states unavailable: {error})"
+        text = ["task states:"] + [f"  {_task_label(ti):40} {ti['state']}" for ti in instances]
+        for ti in instances:
+            if ti["state"] not in ("failed", "up_for_retry"):
+                continue
+            try:
+                log = self.task_log(
+                    dag_id, run_id, ti["task_id"], max(ti["try_number"], 1), ti.get("map_index", -1)
+                )
+            except (AirflowApiError, requests.RequestException) as error:
+                log = f"(log unavailable: {error})"
+            tail = "\n".join(log.splitlines()[-LOG_TAIL_LINES:])
+            header = f"--- last {LOG_TAIL_LINES} log lines of {_task_label(ti)} (try {ti['try_number']}) ---"
+            text.append(f"{header}\n{tail}")
+        return "\n".join(text)
