@@ -13,8 +13,24 @@ from chaos_engineering.policy import Threshold
 from chaos_engineering.safety import Breach, check, failed_reads_breach
 
 
-def _fault_state(obj: dict[str, Any] | None) -> str:
-    """`gone`, `deleting`, `ended` (Chaos Mesh stopped it: duration over, all recovered) or `active`."""
+# Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has drained the
+# executor's "success" for the deferring attempt (apache/airflow#71580, #72716; fix pending in
+# #71579). Events therefore wait until this long after the trigger started. Only the event
+# waits: a breach's deletion happens at once, and the recorded times are the observed ones.
+MIN_EVENT_DELAY_S = 10.0
+
+
+async def _not_before(started: float) -> None:
+    await asyncio.sleep(max(0.0, started + MIN_EVENT_DELAY_S - time.monotonic()))
+
+
+#: Chaos Mesh actions that act once: the object stays `Run` after the kill, never `AllRecovered`.
+ONE_SHOT_ACTIONS = {("PodChaos", "pod-kill"), ("PodChaos", "container-kill")}
+
+
+def _fault_state(obj: dict[str, Any] | None, *, one_shot: bool = False, ends_at: float | None = None) -> str:
+    """`gone`, `deleting`, `ended` (Chaos Mesh stopped it: duration over, all recovered; or a
+    one-shot fault whose duration has passed by our clock) or `active`."""
     if obj is None:
         return "gone"
     if obj.get("metadata", {}).get("deletionTimestamp"):
@@ -22,7 +38,9 @@ def _fault_state(obj: dict[str, Any] | None) -> str:
     status = obj.get("status") or {}
     phase = (status.get("experiment") or {}).get("desiredPhase")
     recovered = any(c.get("type") == "AllRecovered" and c.get("status") == "True" for c in status.get("conditions") or [])
-    return "ended" if phase == "Stop" and recovered else "active"
+    if phase == "Stop" and recovered:
+        return "ended"
+    return "ended" if one_shot and ends_at is not None and time.time() >= ends_at else "active"
 
 
 class _Readings:
@@ -87,11 +105,13 @@ class FaultMonitorTrigger(BaseTrigger):
         baseline: dict[str, float | None],
         interval_s: float,
         max_failed_reads: int,
+        ends_at: float | None = None,
     ) -> None:
         super().__init__()
         self.prometheus_conn_id = prometheus_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self.fault = fault
+        self.ends_at = ends_at
         self.thresholds = thresholds
         self.baseline = baseline
         self.interval_s = interval_s
@@ -108,6 +128,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 "baseline": self.baseline,
                 "interval_s": self.interval_s,
                 "max_failed_reads": self.max_failed_reads,
+                "ends_at": self.ends_at,
             },
         )
 
@@ -116,13 +137,16 @@ class FaultMonitorTrigger(BaseTrigger):
 
         cluster = ChaosMeshHook(self.kubernetes_conn_id)
         kind, name, namespace = ChaosKind(self.fault["kind"]), self.fault["name"], self.fault["namespace"]
+        one_shot = (kind.value, self.fault.get("action")) in ONE_SHOT_ACTIONS
         readings = _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, self.max_failed_reads)
         cluster_failures = 0
         checks = 0
+        first = time.monotonic()
         while True:
             started = time.monotonic()
             try:
-                state = _fault_state(await asyncio.to_thread(cluster.get, kind, name, namespace))
+                obj = await asyncio.to_thread(cluster.get, kind, name, namespace)
+                state = _fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
                 cluster_failures = 0
             except Exception as exc:
                 # The API server did not answer: keep judging metrics; a breach still tries to delete.
@@ -130,6 +154,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 state = "unknown"
                 self.log.warning("cannot read fault %s/%s (%d in a row): %s", namespace, name, cluster_failures, exc)
             if state in ("gone", "deleting", "ended"):
+                await _not_before(first)
                 yield TriggerEvent({"status": "completed" if state == "ended" else "gone", "state": state, "checks": checks, "at": time.time()})
                 return
             current = await readings.read_all()
@@ -140,6 +165,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
             if breach is not None:
                 removed, error = await self._remove(cluster, kind, name, namespace)
+                await _not_before(first)
                 yield TriggerEvent(
                     {
                         "status": "breach",
@@ -215,31 +241,41 @@ class RecoveryTrigger(BaseTrigger):
             not_ready += [TargetPod(p.metadata.namespace, p.metadata.name, {}, False).ref for p in pods if not pod_ready(p)]
         return not not_ready, ", ".join(not_ready)
 
+    async def check_once(self, readings: _Readings | None = None) -> tuple[list[str], dict[str, float | None]]:
+        """What is not back yet (empty when recovered), and the values read."""
+        readings = readings or self._readings()
+        current = await readings.read_all()
+        now = time.time()
+        pending = [f"{n}: {reason}" for n, (value, reason) in current.items() if value is None]
+        pending += [
+            b.message
+            for n, (value, _) in current.items()
+            if value is not None and (b := check(n, readings.thresholds[n], value, self.baseline.get(n), now)) is not None
+        ]
+        if self.targets:
+            try:
+                ready, detail = await asyncio.to_thread(self._targets_ready)
+            except Exception as exc:
+                ready, detail = False, f"cannot list target pods: {exc}"
+            if not ready:
+                pending.append(f"targets not ready: {detail}")
+        return pending, dict(readings.last)
+
+    def _readings(self) -> _Readings:
+        return _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, max_failed_reads=10**9)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        readings = _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, max_failed_reads=10**9)
+        readings = self._readings()
         checks = 0
+        first = time.monotonic()
         while True:
             started = time.monotonic()
-            current = await readings.read_all()
+            pending, values = await self.check_once(readings)
             checks += 1
             now = time.time()
-            pending = [f"{n}: {reason}" for n, (value, reason) in current.items() if value is None]
-            pending += [
-                b.message
-                for n, (value, _) in current.items()
-                if value is not None and (b := check(n, readings.thresholds[n], value, self.baseline.get(n), now)) is not None
-            ]
-            if self.targets:
-                try:
-                    ready, detail = await asyncio.to_thread(self._targets_ready)
-                except Exception as exc:
-                    ready, detail = False, f"cannot list target pods: {exc}"
-                if not ready:
-                    pending.append(f"targets not ready: {detail}")
-            if not pending:
-                yield TriggerEvent({"status": "recovered", "at": now, "checks": checks, "values": readings.last})
-                return
-            if now >= self.deadline_ts:
-                yield TriggerEvent({"status": "deadline_missed", "at": now, "checks": checks, "values": readings.last, "pending": pending})
+            if not pending or now >= self.deadline_ts:
+                await _not_before(first)
+                status = "recovered" if not pending else "deadline_missed"
+                yield TriggerEvent({"status": status, "at": now, "checks": checks, "values": values, "pending": pending})
                 return
             await asyncio.sleep(max(0.0, min(self.interval_s - (time.monotonic() - started), self.deadline_ts - time.time())))

@@ -12,7 +12,7 @@ from chaos_engineering.catalogue import load_catalogue
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
-from chaos_engineering.triggers import FaultMonitorTrigger, RecoveryTrigger
+from chaos_engineering.triggers import MIN_EVENT_DELAY_S, FaultMonitorTrigger, RecoveryTrigger
 from tests.steady import wait_steady
 
 POLICY = load_catalogue().policy
@@ -90,7 +90,9 @@ def test_a_breach_removes_the_fault_from_the_trigger(connections):
     assert event["status"] == "breach", event
     assert event["breach"]["threshold"] in ("booking_rate", "error_rate", "payment_failure_rate", "system_health", "p95_latency")
     assert event["removal_requested_at"] is not None and event["removal_error"] == ""
-    assert gone_at - event["removal_requested_at"] < 5
+    # The kill is not held back by the event's delay (the Airflow race guard): it follows the breach.
+    assert event["removal_requested_at"] - event["breach"]["at"] < 3
+    assert gone_at - event["removal_requested_at"] < 5 + MIN_EVENT_DELAY_S
 
 
 def test_unreadable_metrics_remove_the_fault(connections):

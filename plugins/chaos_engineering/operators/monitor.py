@@ -47,11 +47,12 @@ class FaultMonitorSensor(BaseSensorOperator):
             trigger=FaultMonitorTrigger(
                 prometheus_conn_id=self.prometheus_conn_id,
                 kubernetes_conn_id=self.kubernetes_conn_id,
-                fault={k: self.fault[k] for k in ("kind", "name", "namespace")},
+                fault={k: self.fault[k] for k in ("kind", "name", "namespace")} | {"action": self.plan["manifest"]["spec"].get("action")},
                 thresholds=self.plan["thresholds"],
                 baseline=self.preflight["baseline"],
                 interval_s=policy.safety.check_interval,
                 max_failed_reads=policy.safety.max_failed_reads,
+                ends_at=self.fault["injected_at"] + self.plan["duration_s"],
             ),
             method_name="execute_complete",
             # Bound the watch: the fault's own duration plus slack; Chaos Mesh ends it anyway.

@@ -36,7 +36,8 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
     if result["fault"] is None:
         rejected = [a for a in result["approvals"] if "Reject" in (a.get("chosen_options") or [])]
         if rejected:
-            return "aborted", f"rejected by {rejected[0].get('responded_by_user')}"
+            user = rejected[0].get("responded_by_user") or {}
+            return "aborted", f"rejected by {user.get('name') or user.get('id') or 'an approver'}"
         failed = [t for t, s in states.items() if s in ("failed", "upstream_failed")]
         return "aborted", "nothing was injected" + (f" ({', '.join(sorted(failed))} did not pass)" if failed else "")
     missed = [s for s, r in result["recovery"].items() if r is not None and r["status"] != "recovered"]
@@ -44,7 +45,8 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
         return "broken", f"recovery missed its deadline: {', '.join(missed) or 'see task states'}"
     if monitor.get("status") == "completed" and all(r and r["status"] == "recovered" for r in result["recovery"].values()):
         return "held", "no threshold breached and every recovery stage met its deadline"
-    return "aborted", "the run did not complete every step"
+    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    return "aborted", "the run did not complete every step" + (f" ({', '.join(failed)} did not pass)" if failed else "")
 
 
 class WriteResultOperator(BaseOperator):
@@ -88,4 +90,9 @@ class WriteResultOperator(BaseOperator):
         except OSError as exc:
             raise AirflowFailException(f"cannot write the result to {folder}: {exc}") from exc
         self.log.info("verdict %s (%s); result at %s", result["verdict"], result["verdict_reason"], path)
+        # The result is written last and always, so Airflow would call the run a success whatever
+        # failed before it: say it here, or a breach would look green in the UI.
+        failed = sorted(t for t, s in result["task_states"].items() if s in ("failed", "upstream_failed"))
+        if failed:
+            raise AirflowFailException(f"run {result['verdict']}: {result['verdict_reason']} (failed: {', '.join(failed)}); result at {path}")
         return str(path)

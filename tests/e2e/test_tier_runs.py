@@ -1,0 +1,260 @@
+"""The tier DAGs end to end: a real Airflow on the sandbox, driven only through its REST API.
+
+Every test asserts on the cluster (the sandbox's Kubernetes API) as well as on task states:
+what was injected, that it is gone, that the lock is free.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.lock import ExperimentLock
+from chaos_engineering.policy import load_policy
+from chaos_engineering.render import OWNED_SELECTOR
+from tests.e2e.airflow_stack import AirflowClient, AirflowStack
+from tests.e2e.conftest import start_stack
+from tests.e2e.test_include import make_include, write_policy
+from tests.steady import wait_steady
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "chaos-engineering"
+ALL_DAY = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+class Chaos:
+    """The stack, the sandbox and the test's include/ folder together."""
+
+    def __init__(self, stack: AirflowStack, include: Path, reports: Path) -> None:
+        self.stack = stack
+        self.include = include
+        self.reports = reports
+        self.admin = stack.client("admin")
+        self.sre = stack.client("sre-oncall")
+        self.cto = stack.client("cto")
+        self.cluster = ChaosMeshHook()
+
+    def objects(self) -> list[dict]:
+        return [o for kind in ChaosKind for o in self.cluster.list(kind, None, OWNED_SELECTOR)]
+
+    def lock_holder(self) -> str | None:
+        state = ExperimentLock(self.cluster, NAMESPACE).state()
+        return state.holder if state else None
+
+    def result(self, dag_id: str, run_id: str) -> dict:
+        (path,) = self.reports.glob(f"{dag_id}/*/*/{run_id}/result.json")
+        return json.loads(path.read_text())
+
+    def policy(self, **overrides: object) -> None:
+        """Rewrite the test policy; every task reads the policy afresh."""
+        write_policy(self.include, self.reports, **overrides)
+
+    def run(self, dag_id: str, experiment: str, *, expect: str, timeout: float = 420, **conf: object) -> tuple[str, dict]:
+        run_id = self.admin.trigger(dag_id, conf={"experiment": experiment, **conf})
+        self.admin.wait_for_run(dag_id, run_id, timeout=timeout, expect=expect)
+        return run_id, self.result(dag_id, run_id)
+
+    def approve(self, client: AirflowClient, dag_id: str, run_id: str, task_id: str, option: str = "Approve") -> None:
+        client.respond(dag_id, run_id, task_id, [option])
+
+
+class FaultWatch:
+    """Samples the cluster while a test runs: the most chaos objects of ours seen at once."""
+
+    def __init__(self, chaos: Chaos) -> None:
+        self.chaos = chaos
+        self.most = 0
+        self.names: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            objects = [o for o in self.chaos.objects() if not o["metadata"].get("deletionTimestamp")]
+            self.most = max(self.most, len(objects))
+            self.names.update(o["metadata"]["name"] for o in objects)
+            time.sleep(0.3)
+
+    def __enter__(self) -> FaultWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
+    reports = tmp_path_factory.mktemp("reports")
+    include = make_include(tmp_path_factory.mktemp("chaos") / "include", reports)
+    env = dict(connections) | {"CHAOS_INCLUDE_DIR": str(include)}
+    stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env)
+    try:
+        admin = stack.client("admin")
+        assert admin.import_errors() == [], admin.import_errors()
+        for dag_id in ("chaos_low_risk", "chaos_medium_risk", "chaos_high_risk"):
+            admin.wait_for_dag(dag_id, timeout=180)
+        yield Chaos(stack, include, reports)
+    finally:
+        stack.stop()
+
+
+def policy_of(include: Path):
+    import os
+
+    os.environ["CHAOS_INCLUDE_DIR"] = str(include)
+    try:
+        return load_policy()[0]
+    finally:
+        del os.environ["CHAOS_INCLUDE_DIR"]
+
+
+@pytest.fixture(autouse=True)
+def clean_cluster(chaos: Chaos) -> Iterator[None]:
+    """Each test starts and must end with nothing of ours in the cluster and the lock free."""
+    chaos.policy()
+    assert chaos.objects() == [] and chaos.lock_holder() is None
+    wait_steady(policy_of(chaos.include))
+    yield
+    leftovers = [o["metadata"]["name"] for o in chaos.objects()]
+    holder = chaos.lock_holder()
+    for obj in chaos.objects():
+        chaos.cluster.delete(ChaosKind(obj["kind"]), obj["metadata"]["name"], NAMESPACE)
+    ExperimentLock(chaos.cluster, NAMESPACE).force_release()
+    assert leftovers == [] and holder is None, f"left behind: objects {leftovers}, lock {holder}"
+
+
+def test_clean_low_risk_run(chaos: Chaos) -> None:
+    with FaultWatch(chaos) as watch:
+        run_id, result = chaos.run("chaos_low_risk", "booking-api-quick-kill", expect="success")
+    assert watch.most == 1 and len(watch.names) == 1
+    assert result["verdict"] == "held", result["verdict_reason"]
+    assert result["approvals"][0]["responded_by_user"]["id"] == "policy"
+    assert result["window"]["allowed"] is True
+    assert set(result["preflight"]["baseline"]) == set(result["experiment"]["thresholds"])
+    assert result["monitor"]["status"] == "completed"
+    assert [result["recovery"][s]["status"] for s in ("immediate", "short_term", "business")] == ["recovered"] * 3
+    assert result["fault"]["name"] in watch.names
+
+
+def test_dry_run_injects_nothing(chaos: Chaos) -> None:
+    with FaultWatch(chaos) as watch:
+        run_id, result = chaos.run("chaos_low_risk", "booking-api-quick-kill", expect="success", dry_run=True)
+    assert watch.most == 0
+    assert result["verdict"] == "dry_run"
+    assert chaos.admin.task_states("chaos_low_risk", run_id)["inject"] == "skipped"
+
+
+def test_medium_run_approved_by_an_sre(chaos: Chaos) -> None:
+    run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
+    chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
+    assert chaos.objects() == []  # nothing before the approval
+    chaos.approve(chaos.sre, "chaos_medium_risk", run_id, "approve_sre")
+    chaos.admin.wait_for_run("chaos_medium_risk", run_id, timeout=420, expect="success")
+    result = chaos.result("chaos_medium_risk", run_id)
+    assert result["verdict"] == "held", result["verdict_reason"]
+    assert result["approvals"][0]["responded_by_user"]["id"] == "sre-oncall"
+
+
+def test_rejected_run_injects_nothing(chaos: Chaos) -> None:
+    with FaultWatch(chaos) as watch:
+        run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
+        chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
+        chaos.approve(chaos.sre, "chaos_medium_risk", run_id, "approve_sre", option="Reject")
+        chaos.admin.wait_for_run("chaos_medium_risk", run_id, timeout=120)
+    assert watch.most == 0
+    states = chaos.admin.task_states("chaos_medium_risk", run_id)
+    assert states["inject"] == "skipped" and states["write_result"] == "success"
+    result = chaos.result("chaos_medium_risk", run_id)
+    assert result["verdict"] == "aborted" and "rejected by" in result["verdict_reason"]
+
+
+def test_a_breaching_fault_is_killed_and_recorded(chaos: Chaos) -> None:
+    run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "booking-api-abort"})
+    chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
+    chaos.approve(chaos.sre, "chaos_medium_risk", run_id, "approve_sre")
+    chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "monitor", ["failed"], timeout=300)
+    # The trigger removed it: no worker slot, no teardown needed for that.
+    assert [o for o in chaos.objects() if not o["metadata"].get("deletionTimestamp")] == []
+    chaos.admin.wait_for_run("chaos_medium_risk", run_id, timeout=420, expect="failed")
+    result = chaos.result("chaos_medium_risk", run_id)
+    breach = result["monitor"]["breach"]
+    assert result["verdict"] == "broken"
+    assert breach["threshold"] and breach["value"] is not None and breach["limit"] is not None and breach["at"]
+    assert result["monitor"]["removal_requested_at"] >= breach["at"]
+    assert result["removal"]["removed_at"] >= result["fault"]["injected_at"]
+
+
+def test_unreadable_metrics_remove_the_fault(chaos: Chaos, sandbox) -> None:
+    run_id = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-quick"})
+    chaos.admin.wait_for_task_state("chaos_low_risk", run_id, "monitor", ["deferred"], timeout=300)
+    sandbox.stop_prometheus()
+    try:
+        chaos.admin.wait_for_task_state("chaos_low_risk", run_id, "monitor", ["failed"], timeout=60)
+        assert [o for o in chaos.objects() if not o["metadata"].get("deletionTimestamp")] == []
+    finally:
+        sandbox.start_prometheus()
+    chaos.admin.wait_for_run("chaos_low_risk", run_id, timeout=300, expect="failed")
+    result = chaos.result("chaos_low_risk", run_id)
+    assert result["monitor"]["breach"]["rule"] == "max_failed_reads"
+
+
+def test_high_risk_manual_trigger_in_business_hours_is_refused(chaos: Chaos) -> None:
+    chaos.policy(**{"business_hours.weekly": ALL_DAY, "business_hours.freeze_dates": []})
+    with FaultWatch(chaos) as watch:
+        run_id = chaos.admin.trigger("chaos_high_risk", conf={"experiment": "booking-api-multi-pod-failure"})
+        chaos.admin.wait_for_task_state("chaos_high_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
+        chaos.approve(chaos.sre, "chaos_high_risk", run_id, "approve_sre")
+        chaos.admin.wait_for_task_state("chaos_high_risk", run_id, "approve_executive", ["awaiting_input"], timeout=120)
+        chaos.approve(chaos.cto, "chaos_high_risk", run_id, "approve_executive")
+        chaos.admin.wait_for_run("chaos_high_risk", run_id, timeout=180, expect="failed")
+    assert watch.most == 0
+    states = chaos.admin.task_states("chaos_high_risk", run_id)
+    assert states["window_guard"] == "failed" and states["inject"] == "upstream_failed"
+    result = chaos.result("chaos_high_risk", run_id)
+    assert result["verdict"] == "aborted"
+    assert result["window"]["allowed"] is False and "business hours" in result["window"]["reason"]
+
+
+def test_two_tiers_together_never_inject_twice(chaos: Chaos) -> None:
+    with FaultWatch(chaos) as watch:
+        low = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-quick"})
+        medium = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
+        chaos.admin.wait_for_task_state("chaos_medium_risk", medium, "approve_sre", ["awaiting_input"], timeout=120)
+        chaos.approve(chaos.sre, "chaos_medium_risk", medium, "approve_sre")
+        finals = {
+            "low": chaos.admin.wait_for_run("chaos_low_risk", low, timeout=600),
+            "medium": chaos.admin.wait_for_run("chaos_medium_risk", medium, timeout=600),
+        }
+    assert watch.most == 1, f"{watch.most} faults at once: {watch.names}"
+    assert finals == {"low": "success", "medium": "success"}, finals
+    assert len(watch.names) == 2
+
+
+def test_a_protected_pod_resolved_at_run_time_is_refused(chaos: Chaos) -> None:
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(chaos.cluster.kubernetes.api_client)
+    pod = chaos.cluster.list_pods("notifications", label_selector="app=booking-confirmation")[0]
+    core.patch_namespaced_pod(pod.metadata.name, "notifications", {"metadata": {"labels": {"app": "email-service"}}})
+    try:
+        with FaultWatch(chaos) as watch:
+            run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
+            chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
+            chaos.approve(chaos.sre, "chaos_medium_risk", run_id, "approve_sre")
+            chaos.admin.wait_for_run("chaos_medium_risk", run_id, timeout=180, expect="failed")
+    finally:
+        core.patch_namespaced_pod(pod.metadata.name, "notifications", {"metadata": {"labels": {"app": "booking-confirmation"}}})
+    assert watch.most == 0
+    assert chaos.admin.task_states("chaos_medium_risk", run_id)["preflight"] == "failed"
+    assert "protected service 'booking-confirmation'" in chaos.admin.task_log("chaos_medium_risk", run_id, "preflight")
