@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.standard.operators.python import ShortCircuitOperator
-from airflow.sdk import Param
+from airflow.sdk import Param, XComArg
 from airflow.sdk import TriggerRule
 from chaos_engineering.catalogue import Catalogue
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
-from chaos_engineering.operators.approval import PolicyApprovalOperator, human_approval
+from chaos_engineering.operators.approval import APPROVAL_KEY, PolicyApprovalOperator, human_approval
 from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOperator
 from chaos_engineering.operators.guard import WindowGuardOperator
 from chaos_engineering.operators.lock import AcquireLockSensor, ReleaseLockOperator
@@ -19,12 +19,13 @@ from chaos_engineering.operators.monitor import FaultMonitorSensor
 from chaos_engineering.operators.plan import PlanExperimentOperator
 from chaos_engineering.operators.preflight import PreflightCheckOperator
 from chaos_engineering.operators.recovery import STAGES, RecoveryStageSensor
-from chaos_engineering.operators.result import WriteResultOperator
+from chaos_engineering.operators.report import RunReportOperator
+from chaos_engineering.operators.result import RunVerdictOperator, WriteResultOperator
 from chaos_engineering.policy import Tier
 
 #: The task ids of every tier's chain, in order (tests assert this shape).
 CHAIN = ("plan", "dry_run_gate", "approvals", "window_guard", "preflight", "acquire_lock", "inject",
-         "monitor", "remove_fault", *(f"recovery_{s}" for s in STAGES), "release_lock", "write_result")
+         "monitor", "remove_fault", *(f"recovery_{s}" for s in STAGES), "release_lock", "write_result", "report", "verdict")
 
 
 def tier_params(catalogue: Catalogue, tier: Tier) -> dict[str, Param]:
@@ -78,7 +79,8 @@ def wire_tier_chain(
     lock = AcquireLockSensor(
         task_id="acquire_lock", plan=plan.output, mode="reschedule", poke_interval=10, timeout=policy.safety.lock_wait, **cluster
     )
-    inject = InjectFaultOperator(task_id="inject", plan=plan.output, approvals=[a.output for a in approvals], retries=1, **cluster)
+    approval_records = [XComArg(a, key=APPROVAL_KEY) for a in approvals]
+    inject = InjectFaultOperator(task_id="inject", plan=plan.output, approvals=approval_records, retries=1, **cluster)
     monitor = FaultMonitorSensor(task_id="monitor", plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both)
     remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=3, retry_delay=5, **cluster)
     stages = [
@@ -97,6 +99,8 @@ def wire_tier_chain(
     ]
     release = ReleaseLockOperator(task_id="release_lock", retries=3, retry_delay=5, **cluster)
     result = WriteResultOperator(task_id="write_result", trigger_rule=TriggerRule.ALL_DONE, retries=2, retry_delay=5)
+    report = RunReportOperator(task_id="report", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE, retries=1, retry_delay=5, prometheus_conn_id=prometheus_conn_id)
+    verdict = RunVerdictOperator(task_id="verdict", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE)
 
     plan >> gate >> approvals[0]
     for earlier, later in zip(approvals, approvals[1:]):
@@ -105,7 +109,7 @@ def wire_tier_chain(
     remove >> stages[0]
     for earlier, later in zip(stages, stages[1:]):
         earlier >> later
-    stages[-1] >> release >> result
+    stages[-1] >> release >> result >> report >> verdict
     # Whatever fails after the lock is taken, the fault is removed and the lock released.
     remove.as_teardown(setups=lock, on_failure_fail_dagrun=True)
     release.as_teardown(setups=lock, on_failure_fail_dagrun=True)

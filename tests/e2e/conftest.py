@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.airflow_stack import AirflowStack
+from sandbox.airflow_stack import AirflowStack
 
 StackFactory = Callable[..., AirflowStack]
 

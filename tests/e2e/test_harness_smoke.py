@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.airflow_stack import AirflowApiError, AirflowClient, AirflowStack, TaskStateChange
+from sandbox.airflow_stack import AirflowApiError, AirflowClient, AirflowStack, TaskStateChange
 from tests.e2e.conftest import start_stack
 
 pytestmark = pytest.mark.e2e

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -19,10 +20,11 @@ from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.policy import load_policy
 from chaos_engineering.render import OWNED_SELECTOR
-from tests.e2e.airflow_stack import AirflowClient, AirflowStack
+from sandbox.airflow_stack import AirflowClient, AirflowStack
 from tests.e2e.conftest import start_stack
 from tests.e2e.test_include import make_include, write_policy
-from tests.steady import wait_steady
+from tests.integration.receivers import SlackReceiver, SmtpServer
+from sandbox.steady import wait_steady
 
 pytestmark = pytest.mark.e2e
 
@@ -32,9 +34,11 @@ ALL_DAY = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "
 
 
 class Chaos:
-    """The stack, the sandbox and the test's include/ folder together."""
+    """The stack, the sandbox, the test's include/ folder and the Slack and SMTP receivers together."""
 
-    def __init__(self, stack: AirflowStack, include: Path, reports: Path) -> None:
+    def __init__(self, stack: AirflowStack, include: Path, reports: Path, slack: SlackReceiver, smtp: SmtpServer) -> None:
+        self.slack = slack
+        self.smtp = smtp
         self.stack = stack
         self.include = include
         self.reports = reports
@@ -50,9 +54,28 @@ class Chaos:
         state = ExperimentLock(self.cluster, NAMESPACE).state()
         return state.holder if state else None
 
+    def slack_texts(self, run_id: str) -> list[str]:
+        """The Slack messages about one run, as text."""
+        texts = [json.dumps(p) for p in self.slack.payloads]
+        return [t for t in texts if run_id in t or quote(run_id, safe="") in t]
+
+    def folder(self, dag_id: str, run_id: str) -> Path:
+        (path,) = self.reports.glob(f"{dag_id}/*/*/{run_id}")
+        return path
+
     def result(self, dag_id: str, run_id: str) -> dict:
-        (path,) = self.reports.glob(f"{dag_id}/*/*/{run_id}/result.json")
-        return json.loads(path.read_text())
+        return json.loads((self.folder(dag_id, run_id) / "result.json").read_text())
+
+    def report(self, dag_id: str, run_id: str) -> dict:
+        """The report set a person opens: every file there and non-trivial, the JSON valid."""
+        from chaos_engineering.report import validate_report
+
+        folder = self.folder(dag_id, run_id)
+        for name in ("report.html", "report.pdf", "report.json", "metrics.csv"):
+            assert (folder / name).stat().st_size > 1000, name
+        document = json.loads((folder / "report.json").read_text())
+        validate_report(document)
+        return document
 
     def policy(self, **overrides: object) -> None:
         """Rewrite the test policy; every task reads the policy afresh."""
@@ -97,16 +120,22 @@ class FaultWatch:
 def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
     reports = tmp_path_factory.mktemp("reports")
     include = make_include(tmp_path_factory.mktemp("chaos") / "include", reports)
-    env = dict(connections) | {"CHAOS_INCLUDE_DIR": str(include)}
-    stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env)
-    try:
-        admin = stack.client("admin")
-        assert admin.import_errors() == [], admin.import_errors()
-        for dag_id in ("chaos_low_risk", "chaos_medium_risk", "chaos_high_risk"):
-            admin.wait_for_dag(dag_id, timeout=180)
-        yield Chaos(stack, include, reports)
-    finally:
-        stack.stop()
+    with SlackReceiver() as slack, SmtpServer() as smtp:
+        env = dict(connections) | {
+            "CHAOS_INCLUDE_DIR": str(include),
+            "AIRFLOW_CONN_SLACK_CHAOS": slack.connection(),
+            "AIRFLOW_CONN_SMTP_DEFAULT": smtp.connection(),
+            "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
+        }
+        stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env)
+        try:
+            admin = stack.client("admin")
+            assert admin.import_errors() == [], admin.import_errors()
+            for dag_id in ("chaos_low_risk", "chaos_medium_risk", "chaos_high_risk"):
+                admin.wait_for_dag(dag_id, timeout=180)
+            yield Chaos(stack, include, reports, slack, smtp)
+        finally:
+            stack.stop()
 
 
 def policy_of(include: Path):
@@ -134,7 +163,18 @@ def clean_cluster(chaos: Chaos) -> Iterator[None]:
     assert leftovers == [] and holder is None, f"left behind: objects {leftovers}, lock {holder}"
 
 
-def test_clean_low_risk_run(chaos: Chaos) -> None:
+def sandbox_value(sandbox, promql: str, timeout: float = 30) -> float:
+    """A chaos metric pushed to the Pushgateway, read back through the real Prometheus."""
+    from chaos_engineering.hooks.prometheus import PrometheusHook
+
+    deadline = time.monotonic() + timeout
+    while (value := PrometheusHook().query(promql)) is None:
+        assert time.monotonic() < deadline, f"{promql} not in Prometheus after {timeout} s"
+        time.sleep(1)
+    return value
+
+
+def test_clean_low_risk_run(chaos: Chaos, sandbox) -> None:
     with FaultWatch(chaos) as watch:
         run_id, result = chaos.run("chaos_low_risk", "booking-api-quick-kill", expect="success")
     assert watch.most == 1 and len(watch.names) == 1
@@ -145,6 +185,13 @@ def test_clean_low_risk_run(chaos: Chaos) -> None:
     assert result["monitor"]["status"] == "completed"
     assert [result["recovery"][s]["status"] for s in ("immediate", "short_term", "business")] == ["recovered"] * 3
     assert result["fault"]["name"] in watch.names
+    report = chaos.report("chaos_low_risk", run_id)
+    assert report["verdict"]["value"] == "held"
+    texts = chaos.slack_texts(run_id)
+    assert any("booking-api-quick-kill" in t and "injected" in t.lower() for t in texts), texts
+    assert any("held" in t for t in texts), texts
+    active = sandbox_value(sandbox, 'chaos_experiment_active{experiment="booking-api-quick-kill",tier="low"}')
+    assert active == 0.0
 
 
 def test_dry_run_injects_nothing(chaos: Chaos) -> None:
@@ -164,6 +211,7 @@ def test_medium_run_approved_by_an_sre(chaos: Chaos) -> None:
     result = chaos.result("chaos_medium_risk", run_id)
     assert result["verdict"] == "held", result["verdict_reason"]
     assert result["approvals"][0]["responded_by_user"]["id"] == "sre-oncall"
+    assert any("required_actions" in t for t in chaos.slack_texts(run_id)), "no approval request with its link"
 
 
 def test_rejected_run_injects_nothing(chaos: Chaos) -> None:
@@ -193,6 +241,11 @@ def test_a_breaching_fault_is_killed_and_recorded(chaos: Chaos) -> None:
     assert breach["threshold"] and breach["value"] is not None and breach["limit"] is not None and breach["at"]
     assert result["monitor"]["removal_requested_at"] >= breach["at"]
     assert result["removal"]["removed_at"] >= result["fault"]["injected_at"]
+    chaos.report("chaos_medium_risk", run_id)
+    texts = chaos.slack_texts(run_id)
+    assert any(breach["threshold"] in t and "breach" in t.lower() for t in texts), texts
+    mails = [m for _, _, m in chaos.smtp.messages if run_id in m.as_string() or "booking-api-abort" in str(m["Subject"])]
+    assert any(part.get_filename() == "report.pdf" for m in mails for part in m.iter_attachments()), [m["Subject"] for m in mails]
 
 
 def test_unreadable_metrics_remove_the_fault(chaos: Chaos, sandbox) -> None:

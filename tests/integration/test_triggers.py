@@ -13,7 +13,7 @@ from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.triggers import MIN_EVENT_DELAY_S, FaultMonitorTrigger, RecoveryTrigger
-from tests.steady import wait_steady
+from sandbox.steady import wait_steady
 
 POLICY = load_catalogue().policy
 THRESHOLDS = {n: t.model_dump(mode="json") for n, t in POLICY.safety.thresholds.items()}

@@ -56,7 +56,9 @@ def test_fault_removal_and_lock_release_are_teardowns_of_the_lock(dagbag, tier):
         teardown = dag.get_task(task_id)
         assert teardown.is_teardown and teardown.on_failure_fail_dagrun
         assert "acquire_lock" in teardown.upstream_task_ids
-    assert dag.get_task("write_result").trigger_rule == "all_done"
+    for task_id in ("write_result", "report", "verdict"):
+        assert dag.get_task(task_id).trigger_rule == "all_done", task_id
+    assert [t.task_id for t in dag.leaves] == ["verdict"]
 
 
 @pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
+from chaos_engineering.notify import ChaosNotifier
 from chaos_engineering.policy import SafetyPolicy, Tier
 
 ROLE_TITLES = {"sre": "SRE", "executive": "executive"}
@@ -25,18 +26,46 @@ threshold breach removes the fault at once. Rejecting, or no answer in time, inj
 """
 
 
+#: Every approval step records its answer under this XCom key, approved or rejected.
+APPROVAL_KEY = "approval"
+
+
 class PolicyApprovalOperator(BaseOperator):
     """The low tier needs no human: the approval is recorded as given by the policy."""
 
     ui_color = "#e8f0fe"
 
     def execute(self, context: Any) -> dict[str, Any]:
-        return {
+        record = {
             "chosen_options": ["Approve"],
             "params_input": {},
             "responded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "responded_by_user": {"id": "policy", "name": "approved by policy (low tier)"},
         }
+        context["ti"].xcom_push(key=APPROVAL_KEY, value=record)
+        return record
+
+
+class RecordedApprovalOperator(ApprovalOperator):
+    """Airflow's approval task, recording who answered what and when, also on a rejection.
+
+    On "Reject" the parent skips downstream by raising, so its return value is never stored;
+    the record is pushed first, under its own key, for the run's result.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" not in event:
+            responded_at = event.get("responded_at")
+            context["ti"].xcom_push(
+                key=APPROVAL_KEY,
+                value={
+                    "chosen_options": event.get("chosen_options"),
+                    "params_input": event.get("params_input") or {},
+                    "responded_at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else responded_at,
+                    "responded_by_user": event.get("responded_by_user"),
+                },
+            )
+        return super().execute_complete(context, event)
 
 
 def approval_timeout(policy: SafetyPolicy, tier: Tier) -> dt.timedelta:
@@ -45,13 +74,13 @@ def approval_timeout(policy: SafetyPolicy, tier: Tier) -> dt.timedelta:
     return dt.timedelta(seconds=max(policy.approval_timeout, ahead))
 
 
-def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -> ApprovalOperator:
+def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -> RecordedApprovalOperator:
     """One human approval for `role`, answerable only by the policy's approvers of that role.
 
     `fail_on_reject=False`: a rejection skips everything downstream (nothing is injected) while
     the result is still written. No `defaults`: a timeout fails the task; never approve by default.
     """
-    return ApprovalOperator(
+    return RecordedApprovalOperator(
         task_id=f"approve_{role}",
         subject=f"Approve chaos experiment ({ROLE_TITLES.get(role, role)}): "
         "{{ ti.xcom_pull(task_ids='plan')['experiment'] }} [" + tier.value + " tier]",
@@ -60,5 +89,11 @@ def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -
         response_timeout=approval_timeout(policy, tier),
         fail_on_reject=False,
         retries=0,
+        notifiers=[
+            ChaosNotifier(
+                event="approval_requested",
+                extra={"role": ROLE_TITLES.get(role, role), "timeout_s": approval_timeout(policy, tier).total_seconds()},
+            )
+        ],
         **kwargs,
     )

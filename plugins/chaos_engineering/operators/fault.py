@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
+from chaos_engineering.notify import announce
 from chaos_engineering.operators.common import lock_holder, policy_or_fail
 from chaos_engineering.render import ANNOTATION_APPROVALS, LABEL_RUN_KEY
 
@@ -65,7 +66,9 @@ class InjectFaultOperator(BaseOperator):
             created = self.hook.create(body)
         injected_at = time.time()
         self.log.info("injected %s %s/%s (duration %s)", kind.value, created["metadata"]["namespace"], created["metadata"]["name"], manifest["spec"].get("duration"))
-        return fault_ref(created) | {"injected_at": injected_at, "uid": created["metadata"].get("uid")}
+        fault = fault_ref(created) | {"injected_at": injected_at, "uid": created["metadata"].get("uid")}
+        announce("started", context=context, plan=self.plan, extra={"fault": fault})
+        return fault
 
 
 def _approvals_annotation(approvals: Any) -> str:

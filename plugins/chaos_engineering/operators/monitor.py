@@ -9,6 +9,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
+from chaos_engineering.notify import announce
 from chaos_engineering.operators.common import policy_or_fail
 from chaos_engineering.triggers import FaultMonitorTrigger
 
@@ -63,6 +64,14 @@ class FaultMonitorSensor(BaseSensorOperator):
         context["ti"].xcom_push(key="monitor", value=event)
         if event["status"] == "breach":
             breach = event["breach"]
+            # The trigger already deleted the fault: the alert never delays the kill.
+            announce(
+                "breach_and_kill",
+                context=context,
+                plan=self.plan,
+                breach=breach,
+                extra={"fault": self.fault, "removal_requested_at": event.get("removal_requested_at"), "removal_error": event.get("removal_error")},
+            )
             removal = "fault removed" if event.get("removal_requested_at") else f"REMOVAL FAILED: {event.get('removal_error')}"
             raise AirflowFailException(f"safety breach, {removal}: {breach['message']}")
         if event["status"] == "gone":

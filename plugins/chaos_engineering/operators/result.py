@@ -8,11 +8,14 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
+from chaos_engineering.notify import announce
+from chaos_engineering.operators.approval import APPROVAL_KEY
 from chaos_engineering.operators.common import policy_or_fail, run_identity
 from chaos_engineering.operators.recovery import STAGES
 
 RESULT_SCHEMA_VERSION = 1
 APPROVAL_TASKS = ("approve_by_policy", "approve_sre", "approve_executive")
+STEP_ORDER = ("plan", *APPROVAL_TASKS, "window_guard", "preflight", "acquire_lock", "inject")
 
 
 def run_folder(base_url: str, conn_id: str | None, dag_id: str, run_id: str, when: dt.datetime) -> ObjectStoragePath:
@@ -38,8 +41,13 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
         if rejected:
             user = rejected[0].get("responded_by_user") or {}
             return "aborted", f"rejected by {user.get('name') or user.get('id') or 'an approver'}"
-        failed = [t for t, s in states.items() if s in ("failed", "upstream_failed")]
-        return "aborted", "nothing was injected" + (f" ({', '.join(sorted(failed))} did not pass)" if failed else "")
+        window = result["window"] or {}
+        if window and not window.get("allowed"):
+            return "aborted", f"nothing was injected: {window.get('reason')}"
+        first_failed = next((t for t in STEP_ORDER if states.get(t) == "failed"), None)
+        if first_failed:
+            return "aborted", f"nothing was injected: {first_failed} failed"
+        return "aborted", "nothing was injected"
     missed = [s for s, r in result["recovery"].items() if r is not None and r["status"] != "recovered"]
     if missed or any(states.get(f"recovery_{s}") == "failed" for s in STAGES):
         return "broken", f"recovery missed its deadline: {', '.join(missed) or 'see task states'}"
@@ -54,7 +62,7 @@ class WriteResultOperator(BaseOperator):
 
     ui_color = "#f1f3f4"
 
-    def execute(self, context: Any) -> str:
+    def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
         dag_id, run_id = run_identity(context)
 
@@ -70,7 +78,7 @@ class WriteResultOperator(BaseOperator):
             "run_type": str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)),
             "experiment": {k: v for k, v in plan.items() if k != "manifest"} if plan else None,
             "manifest": plan["manifest"] if plan else None,
-            "approvals": [dict(a, task_id=t) for t in APPROVAL_TASKS if (a := pull(t))],
+            "approvals": [dict(a, task_id=t) for t in APPROVAL_TASKS if (a := pull(t, key=APPROVAL_KEY))],
             "window": pull("window_guard", key="window"),
             "preflight": pull("preflight"),
             "fault": pull("inject"),
@@ -90,9 +98,52 @@ class WriteResultOperator(BaseOperator):
         except OSError as exc:
             raise AirflowFailException(f"cannot write the result to {folder}: {exc}") from exc
         self.log.info("verdict %s (%s); result at %s", result["verdict"], result["verdict_reason"], path)
-        # The result is written last and always, so Airflow would call the run a success whatever
-        # failed before it: say it here, or a breach would look green in the UI.
+        if result["fault"]:
+            announce("recovery_verdict", context=context, plan=plan, result=result)
         failed = sorted(t for t, s in result["task_states"].items() if s in ("failed", "upstream_failed"))
-        if failed:
-            raise AirflowFailException(f"run {result['verdict']}: {result['verdict_reason']} (failed: {', '.join(failed)}); result at {path}")
-        return str(path)
+        return {"path": str(path), "verdict": result["verdict"], "reason": result["verdict_reason"], "failed_steps": failed}
+
+
+class RunVerdictOperator(BaseOperator):
+    """The run's last task: fails when any step failed, naming the verdict.
+
+    The result and the report are written whatever happened, so without this the run would end
+    green after a breach: Airflow judges a run by its last tasks.
+    """
+
+    template_fields = ("outcome",)
+    ui_color = "#f1f3f4"
+
+    def __init__(self, *, outcome: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outcome = outcome
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if not self.outcome:
+            raise AirflowFailException("the run's result could not be written; see write_result")
+        self._announce(context)
+        if self.outcome["failed_steps"]:
+            raise AirflowFailException(
+                f"run {self.outcome['verdict']}: {self.outcome['reason']} "
+                f"(failed: {', '.join(self.outcome['failed_steps'])}); result at {self.outcome['path']}"
+            )
+        self.log.info("run %s: %s", self.outcome["verdict"], self.outcome["reason"])
+        return self.outcome
+
+    def _announce(self, context: Any) -> None:
+        """`finished`, with the report when the report step wrote one (and the result alone if not)."""
+        policy = policy_or_fail()
+        folder = ObjectStoragePath(self.outcome["path"], conn_id=policy.reports.conn_id).parent
+        extra: dict[str, Any] = {}
+        try:
+            result = json.loads((folder / "result.json").read_text())
+            if (folder / "report.json").exists():
+                extra = {
+                    "report": json.loads((folder / "report.json").read_text()),
+                    "report_url": str(folder / "report.html"),
+                    "report_pdf": (folder / "report.pdf").read_bytes(),
+                }
+        except OSError as exc:
+            self.log.warning("cannot read the run's files for the final message: %s", exc)
+            return
+        announce("finished", context=context, result=result, extra=extra)

@@ -1,4 +1,4 @@
-"""A real Airflow 3.3 (scheduler, triggerer, dag-processor, api-server) started for end-to-end tests."""
+"""A real Airflow 3.3 (scheduler, triggerer, dag-processor, api-server) started for the demo and the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import psutil
 import requests
 import sqlalchemy
 
-from tests.e2e.airflow_client import (
+from sandbox.airflow_client import (
     AirflowApiError,
     AirflowClient,
     AirflowWaitTimeout,
@@ -218,7 +218,7 @@ class AirflowStack:
             # The other executors need worker processes (and providers) this harness does not start.
             raise ValueError(f"executor {executor!r}: only LocalExecutor is supported by the e2e harness")
         missing = [driver for driver in ("psycopg2", "asyncpg") if importlib.util.find_spec(driver) is None]
-        if missing:
+        if missing and (database_url is None or database_url.startswith("postgresql")):
             # Airflow reaches PostgreSQL through psycopg2 and, in the api-server, asyncpg.
             raise AirflowStackError(
                 f"PostgreSQL drivers missing from {sys.prefix}: {missing}; "

@@ -1,5 +1,5 @@
-"""Waiting until the sandbox would pass a pre-flight check again: an earlier test's fault leaves
-traces in the rate windows (and pods restarting) for a while."""
+"""Waiting until the sandbox would pass a pre-flight check (used by the demo, benchmarks and tests):
+an earlier fault leaves traces in the rate windows, and pods restart, for a while."""
 
 from __future__ import annotations
 

@@ -1,0 +1,167 @@
+"""report.html: one self-contained page (inline CSS, plots as inline PNG) rendered from the report document."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import jinja2
+
+from chaos_engineering.report.document import ENDING_LABELS
+
+VERDICT_COLOURS = {"held": "#188038", "broken": "#d93025", "aborted": "#e37400", "dry_run": "#5f6368"}
+
+
+def number(value: Any, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def seconds(value: Any) -> str:
+    return "–" if value is None else f"{value:.1f} s"
+
+
+def share(value: Any) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def clock(value: str | None) -> str:
+    """`2026-05-06T02:00:01.250+00:00` -> `2026-05-06 02:00:01 UTC`."""
+    return "–" if not value else f"{value[:10]} {value[11:19]} UTC"
+
+
+def offset(value: Any) -> str:
+    return "" if value is None else f"T{value:+.1f} s"
+
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #202124; margin: 0; background: #f8f9fa; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px; }
+section, header { background: #fff; border: 1px solid #dadce0; border-radius: 8px; padding: 16px 20px; margin-bottom: 16px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 0 0 12px; } h3 { font-size: 14px; margin: 16px 0 4px; }
+.verdict { display: inline-block; color: #fff; border-radius: 4px; padding: 2px 10px; font-weight: 600; background: {{ verdict_colour }}; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 8px; margin-top: 12px; }
+.figure { border: 1px solid #e8eaed; border-radius: 6px; padding: 8px; } .figure b { display: block; font-size: 20px; }
+.muted { color: #5f6368; } table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { border-bottom: 1px solid #e8eaed; padding: 4px 6px; text-align: left; vertical-align: top; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+.critical { color: #d93025; } .warning { color: #e37400; } .info { color: #1a73e8; } .pass { color: #188038; } .fail { color: #d93025; }
+img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font-size: 12px; }
+</style>
+</head>
+<body><main>
+<header id="summary">
+  <h1>{{ title }}</h1>
+  <div class="muted">{{ doc.run.dag_id or "" }} · run {{ doc.run.run_id or "" }} · {{ doc.tier or "unknown" }} tier{% if exp %} · {{ exp.kind }} on {{ exp.target_service }}{% endif %}</div>
+  <p><span class="verdict">{{ doc.verdict.label }}</span> {{ doc.verdict.reason }}</p>
+  {% if doc.hypothesis %}<p><b>Hypothesis:</b> {{ doc.hypothesis }}</p>{% endif %}
+  <div class="figures">
+    <div class="figure">Impact score<b>{{ number(doc.impact_score.value, 3) }}</b><span class="muted">{{ doc.impact_score.basis }}</span></div>
+    <div class="figure">System health score<b>{{ number(doc.system_health_score.value, 3) }}</b><span class="muted">{{ doc.system_health_score.basis }}</span></div>
+    {% if doc.fault %}<div class="figure">Fault<b>{{ seconds(doc.fault.duration_s) }}</b><span class="muted">ended by {{ endings[doc.fault.ended_by] }}</span></div>{% endif %}
+    {% for b in doc.breaches %}<div class="figure">Time to detect<b>{{ seconds(b.time_to_detect_s) }}</b><span class="muted">{{ b.threshold }}</span></div>
+    <div class="figure">Time to remove<b>{{ seconds(b.time_to_remove_s) }}</b><span class="muted">breach to deletion</span></div>{% endfor %}
+    {% for s in doc.recovery if s.status != "not_run" %}<div class="figure">Recovery {{ s.stage }}<b class="{{ 'pass' if s.met_deadline else 'fail' }}">{{ seconds(s.time_to_recover_s) }}</b><span class="muted">deadline {{ seconds(s.deadline_s) }}</span></div>{% endfor %}
+  </div>
+</header>
+
+<section id="approvals">
+  <h2>Approvals and safety checks</h2>
+  {% if doc.approvals %}<table><tr><th>Role</th><th>Decision</th><th>By</th><th>When</th></tr>
+  {% for a in doc.approvals %}<tr><td>{{ a.role }}</td><td class="{{ 'pass' if a.decision == 'approved' else 'fail' }}">{{ a.decision }}</td><td>{{ a.by.name if a.by and a.by.name else "–" }}</td><td>{{ clock(a.at) }}</td></tr>{% endfor %}
+  </table>{% else %}<p class="muted">No approval was recorded.</p>{% endif %}
+  <h3>Every safety decision</h3>
+  <table><tr><th>Check</th><th>Decision</th><th>When</th><th>Detail</th></tr>
+  {% for c in doc.safety_checks %}<tr><td>{{ c.check }}</td><td class="{{ c.decision }}">{{ c.decision }}</td><td>{{ clock(c.at) }}</td><td>{{ c.detail }}</td></tr>{% endfor %}
+  </table>
+</section>
+
+<section id="timeline">
+  <h2>Timeline</h2>
+  <table><tr><th>When</th><th class="n">From injection</th><th>Event</th><th>Detail</th></tr>
+  {% for e in doc.timeline %}<tr><td>{{ clock(e.at) }}</td><td class="n">{{ offset(e.offset_s) }}</td><td>{{ e.label }}</td><td>{{ e.detail }}</td></tr>{% endfor %}
+  </table>
+  {% if doc.recovery %}<h3>Recovery stages</h3>
+  <table><tr><th>Stage</th><th>Status</th><th class="n">Deadline</th><th class="n">Time to recover</th><th class="n">In the series</th><th>Thresholds</th></tr>
+  {% for s in doc.recovery %}<tr>
+    <td>{{ s.stage }}</td><td class="{{ 'pass' if s.met_deadline else 'fail' }}">{{ s.status }}</td><td class="n">{{ seconds(s.deadline_s) }}</td>
+    <td class="n">{{ seconds(s.time_to_recover_s) }}</td><td class="n">{{ seconds(s.series_time_to_recover_s) }}</td><td>{{ s.thresholds | join(", ") }}</td>
+  </tr>{% endfor %}
+  </table>{% endif %}
+</section>
+
+<section id="metrics">
+  <h2>Metrics</h2>
+  {% if not doc.series.samples %}<p class="muted">{{ no_series }}</p>
+  {% else %}{% for m in doc.metrics %}
+  <h3>{{ m.name }} <span class="muted">{{ m.description }}</span></h3>
+  {% if m.name in plots %}<img alt="{{ m.name }} over the run, with baseline, bound, fault window, breach and recovery stages" src="data:image/png;base64,{{ plots[m.name] }}">
+  {% else %}<p class="muted">No samples of {{ m.name }} to plot.</p>{% endif %}
+  {% endfor %}{% endif %}
+</section>
+
+<section id="analysis">
+  <h2>Analysis</h2>
+  {% if not doc.series.samples %}<p class="muted">{{ no_series }}</p>{% else %}
+  <p class="muted">{{ doc.analysis.test }}; effect size {{ doc.analysis.effect_size }}. A change is a finding when p &lt; {{ doc.analysis.alpha }} and |delta| &ge; {{ doc.analysis.min_effect }}.</p>
+  <div class="scroll"><table>
+  <tr>
+    <th>Metric</th><th class="n">Baseline</th><th class="n">Bound</th><th class="n">Median before / during / after</th><th class="n">p95 during</th>
+    <th>During the fault</th><th>After removal</th><th class="n">Headroom used</th><th class="n">Back in bound</th><th class="n">Back to baseline</th><th class="n">Missing</th>
+  </tr>
+  {% for m in doc.metrics %}<tr>
+    <td>{{ m.name }}{% if m.unit %} <span class="muted">({{ m.unit }})</span>{% endif %}</td>
+    <td class="n">{{ number(m.baseline) }}</td><td class="n">{{ number(m.bound) }}</td>
+    <td class="n">{{ number(m.windows.baseline.median) }} / {{ number(m.windows.fault.median) }} / {{ number(m.windows.recovery.median) }}</td>
+    <td class="n">{{ number(m.windows.fault.p95) }}</td>
+    {% for w in ("fault", "recovery") %}{% set t = m.tests[w] %}<td>{{ t.judgement }}{% if t.p_value is not none %} <span class="muted">(p={{ number(t.p_value, 2) }}, δ={{ "%+.2f" | format(t.cliffs_delta) }})</span>{% endif %}</td>{% endfor %}
+    <td class="n">{{ share(m.headroom_used) }}</td><td class="n">{{ seconds(m.time_to_bound_s) }}</td><td class="n">{{ seconds(m.time_to_baseline_s) }}</td><td class="n">{{ share(m.data.missing_share) }}</td>
+  </tr>{% endfor %}
+  </table></div>{% endif %}
+</section>
+
+<section id="findings">
+  <h2>Findings</h2>
+  {% if doc.findings %}<ol>{% for f in doc.findings %}<li><b class="{{ f.severity }}">[{{ f.severity }}] {{ f.title }}</b> <span class="muted">({{ f.id }}, rule <code>{{ f.rule }}</code>)</span><br>{{ f.detail }}</li>{% endfor %}</ol>
+  {% else %}<p>No rule found anything to report.</p>{% endif %}
+</section>
+
+<section id="recommendations">
+  <h2>Recommendations</h2>
+  {% if doc.recommendations %}<ol>{% for r in doc.recommendations %}<li>{{ r.text }} <span class="muted">({{ r.findings | join(", ") }})</span></li>{% endfor %}</ol>
+  {% else %}<p>None.</p>{% endif %}
+</section>
+<p class="muted">Report schema v{{ doc.schema_version }}, generated {{ clock(doc.generated_at) }}.</p>
+</main></body>
+</html>
+"""
+
+_ENVIRONMENT = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENVIRONMENT.globals.update(number=number, seconds=seconds, share=share, clock=clock, offset=offset, endings=ENDING_LABELS)
+_TEMPLATE = _ENVIRONMENT.from_string(TEMPLATE)
+
+
+def no_series(document: dict[str, Any]) -> str:
+    why = "no fault was injected" if document.get("fault") is None else "the metrics could not be read"
+    return f"No series to show: {why}."
+
+
+def title_of(document: dict[str, Any]) -> str:
+    experiment = document.get("experiment") or {}
+    return f"Chaos report: {experiment.get('title') or experiment.get('name') or document['run'].get('run_id') or 'run'}"
+
+
+def render_html(document: dict[str, Any], plots: dict[str, bytes]) -> str:
+    return _TEMPLATE.render(
+        doc=document,
+        exp=document.get("experiment"),
+        title=title_of(document),
+        verdict_colour=VERDICT_COLOURS.get(document["verdict"]["value"], "#5f6368"),
+        no_series=no_series(document),
+        plots={name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
+    )

@@ -1,0 +1,119 @@
+"""Local stand-ins for the notification channels: a Slack webhook receiver, an SMTP server, and
+servers that accept a connection and never answer (the worst a channel can do to a caller)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+#: The path part of a webhook URL is the secret: tests assert it never reaches a log line.
+WEBHOOK_PATH = "/services/T0CHAOS/B0NOTIFY/s3cr3tW3bh00kT0k3n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SlackReceiver:
+    """Answers webhook posts like Slack (`200 ok`, or `status`/`body` when told) and keeps them."""
+
+    def __init__(self, status: int = 200, body: bytes = b"ok") -> None:
+        self.payloads: list[dict] = []
+        self.paths: list[str] = []
+        self.status, self.body = status, body
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                receiver.paths.append(self.path)
+                receiver.payloads.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(receiver.body)))
+                self.end_headers()
+                self.wfile.write(receiver.body)
+
+            def log_message(self, *args) -> None:  # keep the test output clean
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="slack-receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{WEBHOOK_PATH}"
+
+    def connection(self) -> str:
+        """The `slackwebhook` connection as an AIRFLOW_CONN_* value: the full URL as password."""
+        return json.dumps({"conn_type": "slackwebhook", "password": self.url})
+
+    def __enter__(self) -> SlackReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1: every message received is in `messages` as (from, to, message)."""
+
+    def __init__(self) -> None:
+        self.inbox = _Inbox()
+        self.port = free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, ready_timeout=10)
+
+    @property
+    def messages(self) -> list[tuple[str, list[str], EmailMessage]]:
+        return self.inbox.messages
+
+    def connection(self, to: str = "sre@example.com, oncall@example.com") -> str:
+        """An `smtp` connection: plain SMTP (no SSL, no STARTTLS), recipients in the extra `to`."""
+        extra = {"disable_ssl": True, "disable_tls": True, "from_email": "chaos@example.com", "to": to}
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+
+class SilentServer:
+    """Accepts TCP connections (the kernel completes them from the backlog) and never says a
+    word: a hung webhook, SMTP server or Pushgateway. Every read of a client waits for its timeout."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
