@@ -1,4 +1,13 @@
-"""`chaosctl`: validate the catalogue and render the Chaos Mesh objects the system would create."""
+"""`chaosctl`: validate and render experiments; stop, resume, inspect and guard the cluster.
+
+The cluster commands (`stop`, `resume`, `status`, `watchdog`) reach Kubernetes the way the DAGs
+do, through the Airflow connection `kubernetes_default` (ChaosMeshHook):
+
+- in a terminal: `--kubeconfig PATH [--context NAME]`, or an `AIRFLOW_CONN_KUBERNETES_DEFAULT`
+  you already export (as the Airflow deployment does);
+- as a Deployment in the cluster: nothing to set; with no such connection the hook uses the pod's
+  service account (in-cluster config), or say `--in-cluster`.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +60,147 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace):
+    """The hook and policy of a cluster command; `--kubeconfig`/`--context`/`--in-cluster` become
+    this process's `kubernetes_default` connection (the one every Airflow component reads)."""
+    import os
+
+    from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+    from chaos_engineering.policy import load_policy
+
+    extra = {k: v for k, v in (("kube_config_path", args.kubeconfig), ("cluster_context", args.context)) if v}
+    if args.in_cluster:
+        extra["in_cluster"] = True
+    if extra:
+        os.environ[f"AIRFLOW_CONN_{args.conn_id.upper()}"] = json.dumps({"conn_type": "kubernetes", "extra": extra})
+    policy, issues = load_policy(args.policy)
+    if policy is None:
+        for issue in issues:
+            print(issue, file=sys.stderr)
+        raise SystemExit("the safety policy is invalid: fix it (chaosctl validate) before using the cluster commands")
+    return ChaosMeshHook(args.conn_id), policy
+
+
+def _who(args: argparse.Namespace) -> str:
+    import getpass
+    import socket
+
+    if args.who:
+        return args.who
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (chaosctl)"
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from chaos_engineering.emergency import emergency_stop
+    from chaos_engineering.notify import announce
+
+    hook, policy = _cluster(args)
+    report = emergency_stop(hook, policy, _who(args), args.reason, recovery_timeout_s=args.recovery_timeout)
+    if not args.no_alert:
+        announce("emergency_stop", extra={"removed": [r.__dict__ for r in report.removed], "requested_by": report.requested_by,
+                                          "reason": report.reason, "failed_runs": report.runs, "errors": report.errors})
+    print(json.dumps(report.as_dict(), indent=2) if args.format == "json" else report.summary())
+    return 0 if report.halt is not None and not report.errors else 1
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from chaos_engineering.emergency import resume
+
+    hook, policy = _cluster(args)
+    state = resume(hook, policy, _who(args), args.reason)
+    print(state.describe())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from chaos_engineering.emergency import ObjectRef, owned_objects
+    from chaos_engineering.halt import HaltFlag
+    from chaos_engineering.heartbeat import Heartbeat
+    from chaos_engineering.lock import ExperimentLock
+    from chaos_engineering.triggers import _fault_state
+
+    hook, policy = _cluster(args)
+    now = dt.datetime.now(dt.timezone.utc)
+    halt = HaltFlag(hook, policy.chaos_namespace).state()
+    lock = ExperimentLock(hook, policy.chaos_namespace).state()
+    faults = []
+    for obj in owned_objects(hook):
+        ref = ObjectRef.of(obj)
+        beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+        faults.append({"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "run": ref.run, "state": _fault_state(obj),
+                       "heartbeat_age_s": round(beat.age_s(now), 1) if beat else None})
+    runs = _last_runs(policy.reports.base_url, args.runs)
+    if args.format == "json":
+        print(json.dumps({"halt": halt.as_dict(), "lock": lock and {"holder": lock.holder, "expires": str(lock.expires())},
+                          "faults": faults, "last_runs": runs}, indent=2, default=str))
+        return 0
+    print(f"halt:   {halt.describe()}")
+    print(f"lock:   {f'held by {lock.holder}, expires {lock.expires():%Y-%m-%d %H:%M:%S} UTC' if lock else 'free'}")
+    print(f"faults: {len(faults)} of ours in the cluster")
+    for f in faults:
+        beat = f"heartbeat {f['heartbeat_age_s']} s ago" if f["heartbeat_age_s"] is not None else "no heartbeat"
+        print(f"  {f['kind']} {f['namespace']}/{f['name']} [{f['state']}] run {f['run'] or '-'}, {beat}")
+    if runs is not None:
+        print(f"last runs ({policy.reports.base_url}):")
+        for run in runs:
+            print(f"  {run['written_at']} {run['dag_id']}/{run['run_id']}: {run['verdict']}")
+    return 0
+
+
+def _last_runs(base_url: str, count: int) -> list[dict[str, str]] | None:
+    """The newest result.json files when the reports are in a local folder; None otherwise."""
+    from urllib.parse import urlparse
+
+    url = urlparse(base_url)
+    if url.scheme not in ("", "file") or not Path(url.path).is_dir():
+        return None
+    runs = []
+    for path in Path(url.path).glob("*/*/*/*/result.json"):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        runs.append({"written_at": str(result.get("written_at", "")), "dag_id": path.parts[-5], "run_id": path.parts[-2],
+                     "verdict": f"{result.get('verdict')} ({result.get('verdict_reason', '')})"})
+    return sorted(runs, key=lambda r: r["written_at"], reverse=True)[:count]
+
+
+def _duration(text: str) -> float:
+    from chaos_engineering.chaosmesh.duration import parse_go_duration
+
+    try:
+        return float(text)
+    except ValueError:
+        return parse_go_duration(text)
+
+
+def _watchdog(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from chaos_engineering import watchdog
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hook, _ = _cluster(args)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sweeps = watchdog.run(hook, grace_s=args.grace, interval_s=args.interval, stop=stop, once=args.once,
+                          pushgateway_conn_id=args.pushgateway_conn_id)
+    if args.once:
+        result = sweeps[-1]
+        print(f"checked {result.checked} fault(s), removed {len(result.removed)}" + "".join(f"\n  {r.fault.kind} {r.fault.namespace}/{r.fault.name}: {r.reason}" for r in result.removed))
+        return 1 if result.errors else 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaosctl", description=__doc__)
     parser.add_argument("--policy", type=Path, help="safety policy file (default: include/safety_policy.yaml)")
@@ -68,6 +218,37 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--run-id", default="render")
     render.add_argument("--output", choices=["yaml", "json"], default="yaml")
     render.set_defaults(run=_render)
+
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--kubeconfig", help="kubeconfig file (default: the Airflow connection, else in-cluster or ~/.kube/config)")
+    cluster.add_argument("--context", help="kubeconfig context")
+    cluster.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    cluster.add_argument("--conn-id", default="kubernetes_default", help="Airflow connection to use or define (default: kubernetes_default)")
+
+    stop = commands.add_parser("stop", parents=[cluster], help="EMERGENCY STOP: halt new runs, remove every fault of ours, free the lock")
+    stop.add_argument("--reason", required=True)
+    stop.add_argument("--who", help="recorded as who stopped (default: user@host)")
+    stop.add_argument("--recovery-timeout", type=_duration, default=15.0, help="wait for Chaos Mesh's recovery before forcing the finalizer (default 15s)")
+    stop.add_argument("--no-alert", action="store_true", help="do not send the emergency_stop notification")
+    stop.add_argument("--format", choices=["text", "json"], default="text")
+    stop.set_defaults(run=_stop)
+
+    resume = commands.add_parser("resume", parents=[cluster], help="clear the halt set by an emergency stop")
+    resume.add_argument("--reason", required=True)
+    resume.add_argument("--who", help="recorded as who resumed (default: user@host)")
+    resume.set_defaults(run=_resume)
+
+    status = commands.add_parser("status", parents=[cluster], help="halt, lock, active faults, last runs")
+    status.add_argument("--runs", type=int, default=5, help="how many last runs to show")
+    status.add_argument("--format", choices=["text", "json"], default="text")
+    status.set_defaults(run=_status)
+
+    watch = commands.add_parser("watchdog", parents=[cluster], help="remove faults whose monitor stopped renewing its heartbeat")
+    watch.add_argument("--grace", type=_duration, default=20.0, help="heartbeat age after which a fault is removed (default 20s)")
+    watch.add_argument("--interval", type=_duration, default=5.0, help="time between sweeps (default 5s)")
+    watch.add_argument("--once", action="store_true", help="one sweep, then exit (1 if it hit errors)")
+    watch.add_argument("--pushgateway-conn-id", default=None, help="push chaos_watchdog_* metrics through this connection")
+    watch.set_defaults(run=_watchdog)
     return parser
 
 

@@ -133,6 +133,7 @@ class FaultMonitorTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from chaos_engineering.heartbeat import Heartbeat, default_holder
         from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 
         cluster = ChaosMeshHook(self.kubernetes_conn_id)
@@ -142,6 +143,8 @@ class FaultMonitorTrigger(BaseTrigger):
         cluster_failures = 0
         checks = 0
         first = time.monotonic()
+        heartbeat = Heartbeat(cluster, kind, name, namespace)
+        holder = default_holder()
         while True:
             started = time.monotonic()
             try:
@@ -154,9 +157,15 @@ class FaultMonitorTrigger(BaseTrigger):
                 state = "unknown"
                 self.log.warning("cannot read fault %s/%s (%d in a row): %s", namespace, name, cluster_failures, exc)
             if state in ("gone", "deleting", "ended"):
+                await self._end_heartbeat(heartbeat)
                 await _not_before(first)
                 yield TriggerEvent({"status": "completed" if state == "ended" else "gone", "state": state, "checks": checks, "at": time.time()})
                 return
+            # The dead man's switch: this renewal is the proof that someone watches the fault.
+            # When the triggerer (or all of Airflow) dies, renewals stop and the watchdog
+            # (`chaosctl watchdog`) removes the fault after its grace period. Idempotent (create
+            # or replace one Lease per fault), so a second copy of this trigger does no harm.
+            await self._renew_heartbeat(heartbeat, holder)
             current = await readings.read_all()
             checks += 1
             now = time.time()
@@ -165,6 +174,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
             if breach is not None:
                 removed, error = await self._remove(cluster, kind, name, namespace)
+                await self._end_heartbeat(heartbeat)
                 await _not_before(first)
                 yield TriggerEvent(
                     {
@@ -178,6 +188,20 @@ class FaultMonitorTrigger(BaseTrigger):
                 )
                 return
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def _renew_heartbeat(self, heartbeat: Any, holder: str) -> None:
+        try:
+            await asyncio.to_thread(heartbeat.renew, holder, self.interval_s)
+        except Exception as exc:  # monitoring goes on; a stale heartbeat makes the watchdog remove the fault
+            self.log.warning("cannot renew heartbeat %s: %s", heartbeat.name, exc)
+
+    async def _end_heartbeat(self, heartbeat: Any) -> None:
+        """Best effort: the fault is over for this monitor. Not on cancellation (a triggerer
+        handing the trigger to another one): there the Lease must stay until the next renewal."""
+        try:
+            await asyncio.to_thread(heartbeat.delete)
+        except Exception as exc:
+            self.log.warning("cannot delete heartbeat %s: %s", heartbeat.name, exc)
 
     async def _remove(self, cluster: Any, kind: ChaosKind, name: str, namespace: str) -> tuple[float | None, str]:
         try:

@@ -72,6 +72,8 @@ METRICS: dict[str, MetricSpec] = {
     "chaos_experiment_system_health_score": MetricSpec("gauge", "Latest run's system health score, 0 to 100 (docs/REPORT.md)."),
     "chaos_emergency_stops": MetricSpec("counter", "Emergency stops carried out."),
     "chaos_emergency_stop_last_timestamp_seconds": MetricSpec("gauge", "Unix time of the latest emergency stop."),
+    "chaos_watchdog_last_sweep_timestamp_seconds": MetricSpec("gauge", "Unix time of the dead-man watchdog's latest sweep."),
+    "chaos_watchdog_removals": MetricSpec("counter", "Faults the dead-man watchdog removed because their heartbeat went stale."),
 }
 
 Value = float | dict[str, float]  # one series, or one per value of the metric's own label

@@ -38,3 +38,16 @@ def lock_holder(context: Any) -> str:
 def is_manual(context: Any) -> bool:
     run_type = context["dag_run"].run_type
     return str(getattr(run_type, "value", run_type)) != "scheduled"
+
+
+def fail_if_halted(hook: Any, namespace: str) -> None:
+    """Refuse to plan or inject while the emergency halt is set (`chaosctl resume` clears it).
+    An unreadable flag fails too: nothing injects when we cannot tell whether it is allowed."""
+    from chaos_engineering.halt import HaltFlag
+
+    state = HaltFlag(hook, namespace).state()
+    if state.halted:
+        raise AirflowFailException(
+            f"chaos experiments are halted: emergency stop by {state.halted_by} at {state.halted_at}, reason: {state.halted_reason}. "
+            "Nothing is injected until someone runs `chaosctl resume --reason ...` or the chaos_resume DAG."
+        )

@@ -12,7 +12,7 @@ from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.notify import announce
-from chaos_engineering.operators.common import lock_holder, policy_or_fail
+from chaos_engineering.operators.common import fail_if_halted, lock_holder, policy_or_fail
 from chaos_engineering.render import ANNOTATION_APPROVALS, LABEL_RUN_KEY
 
 
@@ -49,6 +49,7 @@ class InjectFaultOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         policy = policy_or_fail()
+        fail_if_halted(self.hook, policy.chaos_namespace)
         manifest = self.plan["manifest"]
         kind = ChaosKind(manifest["kind"])
         state = ExperimentLock(self.hook, policy.chaos_namespace).state()

@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Variable
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.operators.common import catalogue_or_fail, run_identity
+from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, run_identity
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import render_chaos_object
 from chaos_engineering.rules import effective_duration
@@ -59,6 +59,7 @@ class PlanExperimentOperator(BaseOperator):
         tier = Tier(self.tier)
         catalogue = catalogue_or_fail()
         policy = catalogue.policy
+        fail_if_halted(self.hook, policy.chaos_namespace)
         names = [e.name for e in catalogue.for_tier(tier)]
         name = (self.experiment or "").strip()
         if not name:

@@ -1,0 +1,89 @@
+"""The dead man's switch's heartbeat: one Lease per active fault, renewed by the side that monitors it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from dataclasses import dataclass
+
+from kubernetes.client import V1Lease, V1LeaseSpec, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
+
+from chaos_engineering.chaosmesh.constants import PLURALS, ChaosKind
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_PREFIX, MANAGED_BY
+
+LABEL_HEARTBEAT_OF = f"{LABEL_PREFIX}/heartbeat-of"
+ANNOTATION_FAULT_KIND = f"{LABEL_PREFIX}/fault-kind"
+
+
+def heartbeat_name(kind: ChaosKind | str, name: str) -> str:
+    """`chaos-heartbeat-<plural>-<fault name>`: the kind is in it, so two kinds never share one."""
+    return f"chaos-heartbeat-{PLURALS[ChaosKind(kind)]}-{name}"[:253]
+
+
+def default_holder() -> str:
+    import os
+
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Beat:
+    holder: str
+    renewed: dt.datetime | None
+    interval_s: int
+
+    def age_s(self, now: dt.datetime) -> float:
+        return float("inf") if self.renewed is None else (now - self.renewed).total_seconds()
+
+
+class Heartbeat:
+    """A fault's heartbeat Lease, in the fault's namespace. Renewal is idempotent (create or
+    replace the same Lease); deleting one already gone is not an error."""
+
+    def __init__(self, hook: ChaosMeshHook, kind: ChaosKind | str, name: str, namespace: str) -> None:
+        self.hook = hook
+        self.kind = ChaosKind(kind)
+        self.fault_name = name
+        self.namespace = namespace
+        self.name = heartbeat_name(kind, name)
+
+    def read(self) -> Beat | None:
+        lease = self.hook.get_lease(self.name, self.namespace)
+        if lease is None or lease.spec is None:
+            return None
+        return Beat(lease.spec.holder_identity or "", lease.spec.renew_time, lease.spec.lease_duration_seconds or 0)
+
+    def renew(self, holder: str, interval_s: float, now: dt.datetime | None = None) -> None:
+        now = now or dt.datetime.now(dt.timezone.utc)
+        lease = self.hook.get_lease(self.name, self.namespace)
+        body = V1Lease(
+            metadata=V1ObjectMeta(
+                name=self.name,
+                namespace=self.namespace,
+                labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_HEARTBEAT_OF: self.fault_name[:63]},
+                annotations={ANNOTATION_FAULT_KIND: self.kind.value},
+                resource_version=lease.metadata.resource_version if lease else None,
+            ),
+            # leaseDurationSeconds records the renewal cadence, for people reading the Lease.
+            spec=V1LeaseSpec(holder_identity=holder, renew_time=now, lease_duration_seconds=max(1, round(interval_s)),
+                             acquire_time=(lease.spec.acquire_time if lease and lease.spec else None) or now),
+        )
+        try:
+            self.hook.replace_lease(body) if lease else self.hook.create_lease(body)
+        except ApiException as exc:
+            # 409: another renewal (a second copy of the trigger) wrote first: the beat is fresh anyway.
+            if exc.status != 409:
+                raise
+
+    def delete(self) -> bool:
+        lease = self.hook.get_lease(self.name, self.namespace)
+        if lease is None:
+            return False
+        try:
+            return self.hook.delete_lease(self.name, self.namespace, lease.metadata.resource_version)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False  # renewed meanwhile by a live monitor: keep it
+            raise

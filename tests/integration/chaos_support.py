@@ -1,0 +1,65 @@
+"""Chaos objects of ours (and not ours) for the emergency-stop and watchdog tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.render import (
+    ANNOTATION_DAG_ID,
+    ANNOTATION_RUN_ID,
+    LABEL_EXPERIMENT,
+    LABEL_MANAGED_BY,
+    LABEL_TARGET,
+    LABEL_TIER,
+    MANAGED_BY,
+)
+
+NAMESPACE = "chaos-engineering"
+
+
+def create_fault(prefix: str, *, owned: bool = True, duration: str = "5m") -> dict[str, Any]:
+    """A light NetworkChaos (1 ms on one cache pod), labelled as ours unless `owned=False`."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
+    if owned:
+        metadata["labels"] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_TIER: "low", LABEL_EXPERIMENT: "cache-latency-test", LABEL_TARGET: "cache"}
+        metadata["annotations"] = {ANNOTATION_DAG_ID: "chaos_low_risk", ANNOTATION_RUN_ID: f"manual__{name}"}
+    return ChaosMeshHook().create(
+        {
+            "apiVersion": "chaos-mesh.org/v1alpha1",
+            "kind": "NetworkChaos",
+            "metadata": metadata,
+            "spec": {"action": "delay", "mode": "one", "duration": duration, "delay": {"latency": "1ms"},
+                     "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}},
+        }
+    )
+
+
+def get(obj: dict[str, Any]) -> dict[str, Any] | None:
+    return ChaosMeshHook().get(ChaosKind(obj["kind"]), obj["metadata"]["name"], obj["metadata"]["namespace"])
+
+
+def wait_injected(obj: dict[str, Any], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = get(obj) or {}
+        conditions = (current.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "AllInjected" and c["status"] == "True" for c in conditions):
+            return
+        assert time.monotonic() < deadline, f"{obj['metadata']['name']} not injected after {timeout} s: {conditions}"
+        time.sleep(0.1)
+
+
+def remove(obj: dict[str, Any]) -> None:
+    """Test clean-up: delete, and drop any finalizer a test added."""
+    hook, kind = ChaosMeshHook(), ChaosKind(obj["kind"])
+    hook.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"])
+    deadline = time.monotonic() + 10
+    while (current := get(obj)) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if current is not None:
+        hook.patch(kind, obj["metadata"]["name"], obj["metadata"]["namespace"], {"metadata": {"finalizers": []}})

@@ -1,0 +1,186 @@
+"""The sticky emergency stop on the sandbox's Kubernetes API: halt first, remove, force if stuck, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow.sdk.exceptions import AirflowFailException
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.emergency import emergency_stop, resume
+from chaos_engineering.halt import HaltFlag
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.lock import ExperimentLock
+from chaos_engineering.operators.common import fail_if_halted
+from chaos_engineering.operators.fault import InjectFaultOperator
+from chaos_engineering.operators.plan import PlanExperimentOperator
+from chaos_engineering.policy import load_policy
+from chaos_engineering.triggers import MIN_EVENT_DELAY_S, FaultMonitorTrigger
+from tests.integration.chaos_support import NAMESPACE, create_fault, get, remove, wait_injected
+
+POLICY, _ = load_policy()
+CHAOSCTL = str(Path(sys.executable).with_name("chaosctl"))
+
+
+@pytest.fixture
+def cluster(connections):
+    """Leaves the shared halt flag cleared and our objects gone, whatever the test did."""
+    hook = ChaosMeshHook()
+    created: list[dict] = []
+    yield hook, created
+    for obj in created:
+        if get(obj) is not None:
+            remove(obj)
+    if HaltFlag(hook, NAMESPACE).state().halted:
+        resume(hook, POLICY, "test-cleanup", "end of test")
+
+
+def test_stop_removes_an_active_fault_within_5_s_and_halts(cluster):
+    hook, created = cluster
+    fault = create_fault("estop")
+    created.append(fault)
+    wait_injected(fault)
+    ExperimentLock(hook, NAMESPACE).acquire("chaos_low_risk/manual__x", 600)
+
+    started = time.monotonic()
+    report = emergency_stop(hook, POLICY, "alice", "payments look wrong")
+    elapsed = time.monotonic() - started
+    print(f"\nemergency stop: active fault gone in {elapsed:.2f} s")
+
+    assert get(fault) is None
+    assert elapsed < 5
+    assert [r.name for r in report.removed] == [fault["metadata"]["name"]] and report.forced == [] and report.errors == []
+    assert report.runs == [f"chaos_low_risk/manual__{fault['metadata']['name']}"]
+    assert report.lock_holder == "chaos_low_risk/manual__x" and ExperimentLock(hook, NAMESPACE).state() is None
+    halt = HaltFlag(hook, NAMESPACE).state()
+    assert halt.halted and halt.halted_by == "alice" and halt.halted_reason == "payments look wrong" and halt.halted_at
+
+
+def test_stop_leaves_objects_that_are_not_ours(cluster):
+    hook, created = cluster
+    foreign = create_fault("not-ours", owned=False)
+    created.append(foreign)
+    report = emergency_stop(hook, POLICY, "alice", "drill")
+    assert foreign["metadata"]["name"] not in [r.name for r in report.removed]
+    assert get(foreign) is not None
+
+
+def test_plan_and_inject_refuse_while_halted_and_resume_clears_it(cluster):
+    hook, _ = cluster
+    emergency_stop(hook, POLICY, "bob", "incident INC-42")
+    with pytest.raises(AirflowFailException, match=r"halted: emergency stop by bob at .*reason: incident INC-42"):
+        fail_if_halted(hook, NAMESPACE)
+    # The operators call it before anything else: no lock, no Variable, no object is touched.
+    with pytest.raises(AirflowFailException, match="halted: emergency stop by bob"):
+        InjectFaultOperator(task_id="inject", plan={"manifest": {}}).execute({})
+    with pytest.raises(AirflowFailException, match="halted: emergency stop by bob"):
+        PlanExperimentOperator(task_id="plan", tier="low").execute({})
+
+    state = resume(hook, POLICY, "carol", "incident closed")
+    fail_if_halted(hook, NAMESPACE)  # no longer raises
+    assert not state.halted
+    assert (state.halted_by, state.halted_reason) == ("bob", "incident INC-42")  # who halted stays on record
+    assert (state.resumed_by, state.resumed_reason) == ("carol", "incident closed")
+    assert [(h["action"], h["by"]) for h in state.history[-2:]] == [("halt", "bob"), ("resume", "carol")]
+
+
+def test_a_second_stop_keeps_the_first_halter(cluster):
+    hook, _ = cluster
+    emergency_stop(hook, POLICY, "first", "one")
+    state = emergency_stop(hook, POLICY, "second", "two").halt
+    assert state.halted and state.halted_by == "first"
+    assert [(h["action"], h["by"]) for h in state.history[-2:]] == [("halt", "first"), ("halt", "second")]
+
+
+def test_a_stuck_finalizer_is_forced_only_after_the_bound(cluster):
+    hook, created = cluster
+    fault = create_fault("stuck")
+    created.append(fault)
+    name = fault["metadata"]["name"]
+    # A second finalizer nobody removes: Chaos Mesh recovers, but the object cannot go away.
+    hook.patch(ChaosKind.NETWORK_CHAOS, name, NAMESPACE, {"metadata": {"finalizers": ["chaos-mesh/records", "test.airflow-chaos.dev/stuck"]}})
+    started = time.monotonic()
+    report = emergency_stop(hook, POLICY, "alice", "stuck test", recovery_timeout_s=2)
+    elapsed = time.monotonic() - started
+    assert [r.name for r in report.forced] == [name]
+    assert get(fault) is None
+    assert 2 <= elapsed < 10
+    assert "FORCED the finalizer off 1 object(s)" in report.summary()
+
+
+def test_a_monitored_run_sees_its_fault_gone(cluster):
+    """How the stop fails running tier runs: the monitor's trigger reports `gone`, its sensor
+    raises (operators/monitor.py), the run fails; no Airflow database access needed."""
+    hook, created = cluster
+    fault = create_fault("estop-run")
+    created.append(fault)
+    trigger = FaultMonitorTrigger(
+        prometheus_conn_id="prometheus_default", kubernetes_conn_id="kubernetes_default",
+        fault={"kind": "NetworkChaos", "name": fault["metadata"]["name"], "namespace": NAMESPACE},
+        thresholds={}, baseline={}, interval_s=0.5, max_failed_reads=2,
+    )
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    stopper = threading.Timer(1.5, emergency_stop, args=(hook, POLICY, "alice", "stop a run"))
+    stopper.start()
+    try:
+        event = asyncio.run(asyncio.wait_for(first_event(), 30 + MIN_EVENT_DELAY_S))
+    finally:
+        stopper.join()
+    assert event["status"] == "gone", event
+
+
+def chaosctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CHAOSCTL, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def json_out(result: subprocess.CompletedProcess) -> dict:
+    """The JSON document, after any log line Airflow's own configuration printed first."""
+    lines = result.stdout.splitlines()
+    return json.loads("\n".join(lines[next(i for i, line in enumerate(lines) if line == "{"):]))
+
+
+def test_chaosctl_stop_status_resume(cluster, sandbox):
+    hook, created = cluster
+    fault = create_fault("ctl")
+    created.append(fault)
+    # Through --kubeconfig, as in a terminal with no Airflow connection defined.
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_KUBERNETES_DEFAULT"}
+    kube = ["--kubeconfig", str(sandbox.kubeconfig_path)]
+
+    status = chaosctl("status", *kube, env=env)
+    assert status.returncode == 0, status.stderr
+    assert "halt:   not halted" in status.stdout and fault["metadata"]["name"] in status.stdout
+
+    stop = chaosctl("stop", "--reason", "ctl test", "--who", "dave", "--format", "json", *kube, env=env)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    report = json_out(stop)
+    assert [r["name"] for r in report["removed"]] == [fault["metadata"]["name"]] and report["halt"]["halted_by"] == "dave"
+    assert get(fault) is None
+
+    status = json_out(chaosctl("status", "--format", "json", *kube, env=env))
+    assert status["halt"]["halted"] is True and status["faults"] == []
+    text = chaosctl("status", *kube, env=env).stdout
+    assert "HALTED by dave" in text and "ctl test" in text
+
+    resumed = chaosctl("resume", "--reason", "all clear", "--who", "erin", *kube, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "not halted (resumed by erin" in resumed.stdout and "last halted by dave" in resumed.stdout
+    assert not HaltFlag(hook, NAMESPACE).state().halted
+
+
+def test_chaosctl_refuses_a_stop_without_a_reason():
+    result = chaosctl("stop")
+    assert result.returncode == 2 and "--reason" in result.stderr

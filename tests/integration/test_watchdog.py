@@ -1,0 +1,111 @@
+"""The dead man's switch on the sandbox: the monitor's heartbeat, and the watchdog removing unwatched faults."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+
+import pytest
+
+from chaos_engineering import watchdog
+from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.triggers import FaultMonitorTrigger
+from tests.integration.chaos_support import NAMESPACE, create_fault, get, remove
+
+GRACE_S = 5.0
+
+
+@pytest.fixture
+def faults(connections):
+    created: list[dict] = []
+    yield created
+    for obj in created:
+        Heartbeat(ChaosMeshHook(), obj["kind"], obj["metadata"]["name"], NAMESPACE).delete()
+        if get(obj) is not None:
+            remove(obj)
+
+
+def heartbeat(obj: dict) -> Heartbeat:
+    return Heartbeat(ChaosMeshHook(), obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+
+
+def test_the_watchdog_removes_a_stale_fault_and_leaves_a_watched_one(faults):
+    fresh, stale = create_fault("wd-fresh"), create_fault("wd-stale")
+    faults += [fresh, stale]
+    last_beat = time.time()  # taken before the renewal: never credits the watchdog with time it did not wait
+    heartbeat(stale).renew("dead-monitor", 1)
+    stop = threading.Event()
+
+    def live_monitor() -> None:
+        while not stop.wait(1):
+            heartbeat(fresh).renew("live-monitor", 1)
+
+    beats = threading.Thread(target=live_monitor)
+    beats.start()
+    heartbeat(fresh).renew("live-monitor", 1)
+    dog = threading.Thread(target=watchdog.run, args=(ChaosMeshHook(),), kwargs={"grace_s": GRACE_S, "interval_s": 1, "stop": stop})
+    dog.start()
+    try:
+        while get(stale) is not None:
+            assert time.time() - last_beat < GRACE_S + 10, "the stale fault outlived grace + 10 s"
+            time.sleep(0.2)
+        removed_after = time.time() - last_beat
+        print(f"\nwatchdog: stale fault gone {removed_after:.1f} s after its last heartbeat (grace {GRACE_S:g} s)")
+        assert removed_after > GRACE_S  # never before its grace
+        time.sleep(GRACE_S)  # several more sweeps
+        assert get(fresh) is not None
+    finally:
+        stop.set()
+        beats.join()
+        dog.join(10)
+
+
+def test_a_fault_never_watched_goes_after_grace(faults):
+    fault = create_fault("wd-orphan")
+    faults.append(fault)
+    young = watchdog.sweep(ChaosMeshHook(), grace_s=60)
+    assert fault["metadata"]["name"] not in [r.fault.name for r in young.removed]
+    later = watchdog.sweep(ChaosMeshHook(), grace_s=60, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=61))
+    [removal] = [r for r in later.removed if r.fault.name == fault["metadata"]["name"]]
+    assert removal.reason.startswith("no heartbeat, created") and removal.fault.run.startswith("chaos_low_risk/manual__")
+
+
+def test_not_our_faults_are_never_touched(faults):
+    foreign = create_fault("wd-foreign", owned=False)
+    faults.append(foreign)
+    watchdog.sweep(ChaosMeshHook(), grace_s=0, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    assert get(foreign) is not None
+
+
+def test_the_monitor_renews_the_heartbeat_and_deletes_it_at_the_end(faults):
+    fault = create_fault("wd-trigger")
+    faults.append(fault)
+    trigger = FaultMonitorTrigger(
+        prometheus_conn_id="prometheus_default", kubernetes_conn_id="kubernetes_default",
+        fault={"kind": "NetworkChaos", "name": fault["metadata"]["name"], "namespace": NAMESPACE},
+        thresholds={}, baseline={}, interval_s=0.5, max_failed_reads=2,
+    )
+    renewals: list[dt.datetime] = []
+
+    async def watch() -> dict:
+        async def events() -> dict:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("no event")
+
+        task = asyncio.create_task(events())
+        while len(renewals) < 3:
+            beat = await asyncio.to_thread(heartbeat(fault).read)
+            if beat and (not renewals or beat.renewed > renewals[-1]):
+                renewals.append(beat.renewed)
+            await asyncio.sleep(0.2)
+        await asyncio.to_thread(ChaosMeshHook().delete, "NetworkChaos", fault["metadata"]["name"], NAMESPACE)
+        return await asyncio.wait_for(task, 30)
+
+    event = asyncio.run(asyncio.wait_for(watch(), 60))
+    assert event["status"] == "gone"
+    assert len(renewals) >= 3
+    assert heartbeat(fault).read() is None
