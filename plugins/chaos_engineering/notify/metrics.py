@@ -172,6 +172,9 @@ def updates_for(
                 "chaos_experiment_phase": _one_hot("recovering", PHASES),
                 "chaos_experiment_time_to_remove_seconds": float(removed_at) - at,
             }
+    elif event == "removed":
+        # Metrics only (no message): the fault is gone and recovery is being measured.
+        gauges |= {"chaos_experiment_active": 0.0, "chaos_experiment_phase": _one_hot("recovering", PHASES)}
     elif event == "recovery_verdict":
         gauges |= {"chaos_experiment_active": 0.0} | _recovery_gauges(extra.get("recovery") or (result or {}).get("recovery") or {})
     elif event == "finished":

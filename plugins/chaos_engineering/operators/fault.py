@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
-from chaos_engineering.notify import announce
+from chaos_engineering.notify import announce, metrics
 from chaos_engineering.operators.common import fail_if_halted, lock_holder, policy_or_fail
 from chaos_engineering.render import ANNOTATION_APPROVALS, LABEL_RUN_KEY
 
@@ -124,4 +124,6 @@ class RemoveFaultOperator(BaseOperator):
             raise AirflowFailException(f"{kind.value} {names} still present {self.removal_timeout_s:g} s after deletion: Chaos Mesh has not recovered it")
         removed_at = time.time()
         self.log.info("removed %d object(s) of this run", len(objects))
+        if objects:
+            metrics.push("removed", plan=self.plan)
         return {"removed": [o["metadata"]["name"] for o in objects], "removed_at": removed_at}
