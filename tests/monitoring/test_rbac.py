@@ -26,6 +26,8 @@ RESOURCES = {
     "lease": ("coordination.k8s.io", ("leases",)),
 }
 METHOD = re.compile(r"^(?P<verb>[a-z]+)_(?P<scope>namespaced|cluster)_(?P<resource>[a-z_]+)$")
+# `list_lease_for_all_namespaces`: the cluster-wide form of the typed APIs.
+ALL_NAMESPACES = re.compile(r"^(?P<verb>list)_(?P<resource>[a-z_]+)_for_all_namespaces$")
 
 Grant = tuple[str, str, str]  # (api group, resource, verb)
 
@@ -39,13 +41,15 @@ def called_grants(source: str) -> dict[str, set[Grant]]:
         owner = node.func.value
         if not (isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self"):
             continue
-        match = METHOD.match(node.func.attr)
         if owner.attr not in {"custom_objects", "core", "coordination"}:
             continue
-        assert match, f"unmapped kubernetes client call {owner.attr}.{node.func.attr}: extend the test's map"
-        assert match["verb"] in VERBS and match["resource"] in RESOURCES, f"unmapped {node.func.attr}"
-        group, resources = RESOURCES[match["resource"]]
-        found[match["scope"]] |= {(group, resource, VERBS[match["verb"]]) for resource in resources}
+        match = METHOD.match(node.func.attr)
+        everywhere = ALL_NAMESPACES.match(node.func.attr)
+        assert match or everywhere, f"unmapped kubernetes client call {owner.attr}.{node.func.attr}: extend the test's map"
+        verb, resource, scope = (match["verb"], match["resource"], match["scope"]) if match else (everywhere["verb"], everywhere["resource"], "cluster")
+        assert verb in VERBS and resource in RESOURCES, f"unmapped {node.func.attr}"
+        group, resources = RESOURCES[resource]
+        found[scope] |= {(group, r, VERBS[verb]) for r in resources}
     return found
 
 

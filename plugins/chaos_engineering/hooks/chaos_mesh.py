@@ -123,6 +123,10 @@ class ChaosMeshHook(BaseHook):
                 return None
             raise
 
+    def list_leases(self, label_selector: str = "") -> list[V1Lease]:
+        """Leases in every namespace (heartbeats live beside their faults)."""
+        return self.coordination.list_lease_for_all_namespaces(label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT_S).items
+
     def create_lease(self, lease: V1Lease) -> V1Lease:
         return self.coordination.create_namespaced_lease(lease.metadata.namespace, lease, _request_timeout=REQUEST_TIMEOUT_S)
 
