@@ -24,6 +24,8 @@ from chaos_engineering.operators.emergency import EmergencyStopOperator
 with DAG(
     dag_id="chaos_emergency_stop",
     schedule=None,
+    # A stop button must work the first time it is pressed: never paused on arrival.
+    is_paused_upon_creation=False,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={"reason": Param(type="string", minLength=3, title="Reason", description="Why chaos must stop (recorded with the halt).")},

@@ -16,6 +16,8 @@ from chaos_engineering.operators.emergency import ResumeOperator
 with DAG(
     dag_id="chaos_resume",
     schedule=None,
+    # A stop button must work the first time it is pressed: never paused on arrival.
+    is_paused_upon_creation=False,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={"reason": Param(type="string", minLength=3, title="Reason", description="Why it is safe to run experiments again.")},

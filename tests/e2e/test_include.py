@@ -41,6 +41,15 @@ EXTRA = {
         "chaos": {"kind": "NetworkChaos", "spec": {"action": "delay", "mode": "one", "duration": "20s", "delay": {"latency": "5ms"},
                   "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}}},
     },
+    "low/cache-slow-long.yaml": {
+        "name": "cache-slow-long",
+        "tier": "low",
+        "title": "5 ms delay on one cache pod (long, for the operations tests)",
+        "hypothesis": "Nothing a customer notices.",
+        "target": {"service": "cache"},
+        "chaos": {"kind": "NetworkChaos", "spec": {"action": "delay", "mode": "one", "duration": "5m", "delay": {"latency": "5ms"},
+                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}}},
+    },
     "medium/booking-api-abort.yaml": {
         "name": "booking-api-abort",
         "tier": "medium",

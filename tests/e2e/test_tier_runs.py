@@ -133,6 +133,10 @@ def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Ite
             assert admin.import_errors() == [], admin.import_errors()
             for dag_id in ("chaos_low_risk", "chaos_medium_risk", "chaos_high_risk"):
                 admin.wait_for_dag(dag_id, timeout=180)
+            for dag_id in ("chaos_emergency_stop", "chaos_resume"):
+                # Not unpaused by the test: they must arrive unpaused by themselves.
+                admin.wait_for_dag(dag_id, timeout=180, unpause=False)
+                assert admin.dag(dag_id)["is_paused"] is False, dag_id
             yield Chaos(stack, include, reports, slack, smtp)
         finally:
             stack.stop()
@@ -311,3 +315,72 @@ def test_a_protected_pod_resolved_at_run_time_is_refused(chaos: Chaos) -> None:
     assert watch.most == 0
     assert chaos.admin.task_states("chaos_medium_risk", run_id)["preflight"] == "failed"
     assert "protected service 'booking-confirmation'" in chaos.admin.task_log("chaos_medium_risk", run_id, "preflight")
+
+
+# --- operations: the emergency stop and the dead-man watchdog, on the same Airflow ------------------
+
+
+def active_faults(chaos: Chaos) -> list[dict]:
+    return [o for o in chaos.objects() if not o["metadata"].get("deletionTimestamp")]
+
+
+def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chaos: Chaos) -> None:
+    from chaos_engineering.halt import HaltFlag
+
+    run_id = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-long"})
+    chaos.admin.wait_for_task_state("chaos_low_risk", run_id, "monitor", ["deferred"], timeout=300)
+    assert len(active_faults(chaos)) == 1
+    stop = chaos.admin.trigger("chaos_emergency_stop", conf={"reason": "e2e: bookings at risk"})
+    chaos.admin.wait_for_task_state("chaos_emergency_stop", stop, "emergency_stop", ["running", "success"], timeout=120)
+    started = time.monotonic()
+    while chaos.objects():
+        assert time.monotonic() - started < 15, "the fault outlived the emergency stop"
+        time.sleep(0.2)
+    gone_after = time.monotonic() - started
+    chaos.admin.wait_for_run("chaos_emergency_stop", stop, timeout=120, expect="success")
+    chaos.admin.wait_for_run("chaos_low_risk", run_id, timeout=300, expect="failed")
+    assert chaos.result("chaos_low_risk", run_id)["monitor"]["status"] == "gone"
+    print(f"\nfault gone {gone_after:.1f} s after the stop task started")
+    assert gone_after < 5
+    try:
+        with FaultWatch(chaos) as watch:
+            blocked = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-quick"})
+            chaos.admin.wait_for_run("chaos_low_risk", blocked, timeout=180, expect="failed")
+        assert watch.most == 0
+        assert chaos.admin.task_states("chaos_low_risk", blocked)["plan"] == "failed"
+        assert "halted" in chaos.admin.task_log("chaos_low_risk", blocked, "plan")
+    finally:
+        resume = chaos.admin.trigger("chaos_resume", conf={"reason": "e2e: all clear"})
+        chaos.admin.wait_for_run("chaos_resume", resume, timeout=120, expect="success")
+    state = HaltFlag(chaos.cluster, NAMESPACE).state()
+    assert not state.halted and state.halted_reason == "e2e: bookings at risk" and state.resumed_reason == "e2e: all clear"
+
+
+def test_zz_watchdog_removes_the_fault_when_airflow_dies(chaos: Chaos) -> None:
+    """Last in the module: it kills this module's Airflow."""
+    import signal
+    import threading
+
+    from chaos_engineering import watchdog
+
+    run_id = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-long"})
+    chaos.admin.wait_for_task_state("chaos_low_risk", run_id, "monitor", ["deferred"], timeout=300)
+    time.sleep(3)  # a few heartbeats
+    assert len(active_faults(chaos)) == 1
+    stop = threading.Event()
+    sweeper = threading.Thread(target=watchdog.run, args=(chaos.cluster,), kwargs={"grace_s": 20, "interval_s": 2, "stop": stop}, daemon=True)
+    sweeper.start()
+    try:
+        for process in chaos.stack.stack_processes():
+            process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while active_faults(chaos) or chaos.objects():
+            assert time.monotonic() - killed < 20 + 10, "the watchdog did not remove the unwatched fault in grace + 10 s"
+            time.sleep(0.5)
+        print(f"\nfault removed {time.monotonic() - killed:.1f} s after Airflow was killed (grace 20 s)")
+    finally:
+        stop.set()
+        sweeper.join(10)
+        from chaos_engineering.lock import ExperimentLock
+
+        ExperimentLock(chaos.cluster, NAMESPACE).force_release()  # its holder died with Airflow
