@@ -1,4 +1,4 @@
-"""A real Airflow 3.3 (scheduler, triggerer, dag-processor, api-server) started for the demo and the end-to-end tests."""
+"""A real Airflow 3.3 (scheduler, triggerer, dag-processor, api-server; a Celery worker with CeleryExecutor) started for the demo and the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from sandbox.airflow_client import (
     TaskKey,
     TaskStateChange,
 )
+from sandbox.celery_broker import CeleryBroker, CeleryBrokerError
 
 __all__ = [
     "AirflowApiError",
@@ -46,6 +47,8 @@ __all__ = [
 # decides who may answer (even an admin gets 403 when not assigned).
 DEFAULT_USERS = {"admin": "admin", "sre-oncall": "user", "cto": "user"}
 COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
+CELERY_WORKER = "celery-worker"  # the fifth process with CeleryExecutor (its log: logs/celery-worker.log)
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 ADMIN_POSTGRES_URL = os.environ.get(
     "CHAOS_E2E_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
@@ -97,7 +100,10 @@ def _die_with_parent() -> None:
 def _owner_home(process: psutil.Process) -> Path | None:
     """The stack home that `process` runs in, if it runs in one and is one of Airflow's processes
     (not, say, the shell of someone reading the logs there)."""
-    if process.pid in _OURSELVES or not any("airflow" in part for part in process.cmdline()):
+    # Celery's pool processes retitle themselves ("celeryd: celery@host:ForkPoolWorker-1").
+    if process.pid in _OURSELVES or not any(
+        word in part for part in process.cmdline() for word in ("airflow", "celery")
+    ):
         return None
     cwd = Path(process.cwd())
     for folder in (cwd, *cwd.parents):
@@ -173,16 +179,23 @@ def _drop_orphan_databases() -> None:
 
 
 class AirflowStack:
-    """Airflow's four long-running processes on a fresh PostgreSQL database, for one test session.
+    """Airflow's four long-running processes on a fresh PostgreSQL database, for one test session;
+    with CeleryExecutor a Celery worker too, on a Redis database of the stack's own.
 
     Use `AirflowStack.start(...)`, then `client(user)`; always `stop()` (it is idempotent, and also
     registered with atexit). Everything Airflow writes goes under `home`, except the database.
     """
 
     def __init__(
-        self, home: Path, env: dict[str, str], users: Mapping[str, str], passwords: Mapping[str, str]
+        self,
+        home: Path,
+        env: dict[str, str],
+        users: Mapping[str, str],
+        passwords: Mapping[str, str],
+        broker: CeleryBroker | None = None,
     ):
         self.home = home
+        self.broker = broker
         self.env = env
         self.users = dict(users)
         self.passwords = dict(passwords)
@@ -209,14 +222,23 @@ class AirflowStack:
         users: Mapping[str, str] = DEFAULT_USERS,
         healthy_timeout: float = 240.0,
     ) -> AirflowStack:
-        """Create the database (unless given), migrate it, start the four processes, wait until healthy.
+        """Create the database (unless given), migrate it, start the processes, wait until healthy.
 
+        `executor` is LocalExecutor or CeleryExecutor; the latter also claims a Redis database as
+        broker (CHAOS_E2E_REDIS_URL, default redis://127.0.0.1:6379) and starts a Celery worker.
         `env` is added last (connections as AIRFLOW_CONN_*, extra AIRFLOW__* settings). On any
         failure everything started so far is stopped before the error propagates.
         """
-        if executor != "LocalExecutor":
-            # The other executors need worker processes (and providers) this harness does not start.
-            raise ValueError(f"executor {executor!r}: only LocalExecutor is supported by the e2e harness")
+        if executor not in EXECUTORS:
+            # Others need processes (Kubernetes pods, Edge workers) this harness does not start.
+            raise ValueError(
+                f"executor {executor!r} is not supported by the e2e harness: use one of {', '.join(EXECUTORS)}"
+            )
+        if executor == "CeleryExecutor" and importlib.util.find_spec("airflow.providers.celery") is None:
+            raise AirflowStackError(
+                f"CeleryExecutor needs apache-airflow-providers-celery in {sys.prefix}: "
+                "requirements.txt installs it (make install)"
+            )
         missing = [driver for driver in ("psycopg2", "asyncpg") if importlib.util.find_spec(driver) is None]
         if missing and (database_url is None or database_url.startswith("postgresql")):
             # Airflow reaches PostgreSQL through psycopg2 and, in the api-server, asyncpg.
@@ -279,8 +301,15 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
             }
         )
+        broker = None
+        if executor == "CeleryExecutor":
+            try:
+                broker = CeleryBroker.claim(stack_id)
+            except CeleryBrokerError as error:
+                raise AirflowStackError(str(error)) from error
+            process_env.update(broker.settings(database_url))
         process_env.update(env or {})
-        stack = cls(home, process_env, users, passwords)
+        stack = cls(home, process_env, users, passwords, broker)
         atexit.register(stack.stop)
         try:
             if database_name is not None:
@@ -289,7 +318,9 @@ class AirflowStack:
             stack._migrate()
             stack.timings["migrate"] = time.monotonic() - began
             for name in COMPONENTS:
-                stack._spawn(name)
+                stack._spawn(name, [name])
+            if broker is not None:
+                stack._spawn(CELERY_WORKER, broker.worker_command())
             stack._wait_healthy(healthy_timeout)
             stack.timings["healthy"] = time.monotonic() - began
         except BaseException:
@@ -326,11 +357,11 @@ class AirflowStack:
         if result.returncode != 0:
             raise AirflowStackError(f"`airflow db migrate` exited {result.returncode}:\n{_tail(log_path)}")
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str, arguments: list[str]) -> None:
         log_path = self.log_path(name)
         with log_path.open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                [_airflow_executable(), name],
+                [_airflow_executable(), *arguments],
                 env=self.env,
                 cwd=self.home,
                 stdout=log,
@@ -353,6 +384,10 @@ class AirflowStack:
                     part: (health.get(part) or {}).get("status")
                     for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
                 }
+                if self.broker is not None:
+                    # The api-server knows nothing of workers; the worker's log says when it consumes.
+                    ready = self.broker.worker_ready(self.log_path(CELERY_WORKER))
+                    statuses["celery_worker"] = health["celery_worker"] = "healthy" if ready else "not ready"
                 if all(status == "healthy" for status in statuses.values()):
                     return
             time.sleep(1)
@@ -404,7 +439,7 @@ class AirflowStack:
             return any(needle in line and "state=awaiting_input" in line and try_tag in line for line in log)
 
     def stack_processes(self) -> list[psutil.Process]:
-        """Every live process of the stack: the four started here, their descendants, and any
+        """Every live process of the stack: those started here, their descendants, and any
         process (a task's, in a process group of its own) still working in the stack's home."""
         found = {process.pid: process for process in _processes_in(self.home)}
         for leader in self.processes.values():
@@ -437,7 +472,8 @@ class AirflowStack:
     # -- stop -----------------------------------------------------------------------------------
 
     def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM every process group, SIGKILL what is left after `grace`, drop the database."""
+        """SIGTERM every process group, SIGKILL what is left after `grace`, drop the database (and
+        flush the broker's)."""
         if self._stopped:
             return
         self._stopped = True
@@ -458,8 +494,12 @@ class AirflowStack:
         leftovers = [process.pid for process in self.stack_processes()]
         if not leftovers:
             (self.home / OWNER_FILE).unlink(missing_ok=True)
-        if self._database_to_drop:
-            self._drop_database(self._database_to_drop)
+        try:
+            if self.broker is not None:
+                self.broker.release()
+        finally:
+            if self._database_to_drop:
+                self._drop_database(self._database_to_drop)
         if leftovers:
             raise AirflowStackError(f"processes of the stack in {self.home} survived SIGKILL: {leftovers}")
 

@@ -23,6 +23,8 @@ def start_stack(
     dags_folder: Path,
     plugins_folder: Path,
     env: Mapping[str, str] | None = None,
+    *,
+    executor: str = "LocalExecutor",
 ) -> AirflowStack:
     """Start Airflow on `dags_folder` and `plugins_folder` with `env` (AIRFLOW_CONN_*, ...) added.
 
@@ -31,12 +33,12 @@ def start_stack(
     """
     home = tmp_path_factory.mktemp("airflow-home")
     stack = AirflowStack.start(
-        home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=dict(env or {})
+        home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=dict(env or {}), executor=executor
     )
     timings = ", ".join(f"{phase} at {seconds:.1f}s" for phase, seconds in stack.timings.items())
     memory = stack.memory()
     print(
-        f"\nAirflow healthy in {stack.startup_seconds:.1f}s ({timings}); {memory['processes']} processes, "
+        f"\nAirflow ({executor}) healthy in {stack.startup_seconds:.1f}s ({timings}); {memory['processes']} processes, "
         f"RSS {memory['rss'] / 2**20:.0f} MiB, PSS {memory['pss'] / 2**20:.0f} MiB; home {home}"
     )
     return stack
