@@ -90,13 +90,15 @@ def prometheus(sandbox: Sandbox) -> PrometheusAPI:
 
 @pytest.fixture(scope="session")
 def connections(sandbox: Sandbox) -> dict[str, str]:
-    """`kubernetes_default` and `prometheus_default` as environment connections."""
+    """`kubernetes_default`, `prometheus_default` and `dr_probe_default` as environment connections."""
     env = {
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
             {"conn_type": "kubernetes", "extra": {"kube_config_path": str(sandbox.kubeconfig_path), "namespace": "chaos-engineering"}}
         ),
         "AIRFLOW_CONN_PROMETHEUS_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.prometheus_url}),
         "AIRFLOW_CONN_PROMETHEUS_DEAD": json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9"}),
+        # The booking platform's disaster-recovery probe (canary bookings) on the sandbox.
+        "AIRFLOW_CONN_DR_PROBE_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.metrics_url}),
     }
     os.environ.update(env)
     _wait_for_metrics(sandbox)

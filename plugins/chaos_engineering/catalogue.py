@@ -11,7 +11,7 @@ import yaml
 
 from chaos_engineering.experiment import Experiment, parse_experiment
 from chaos_engineering.issues import ValidationIssue
-from chaos_engineering.policy import SafetyPolicy, Tier, default_include_dir, load_policy
+from chaos_engineering.policy import DEFAULT_POLICY_NAME, SafetyPolicy, Tier, default_include_dir, load_policy
 from chaos_engineering.rules import check_experiment
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -96,4 +96,19 @@ def load_catalogue(paths: Iterable[Path] | None = None, policy_path: Path | None
             ]
         elif same[0][1]:
             catalogue.experiments[name] = same[0][0]
+    if policy is not None and policy.disaster_recovery is not None and not paths:
+        catalogue.issues += _drill_issues(catalogue, policy_path or default_include_dir() / DEFAULT_POLICY_NAME)
     return catalogue
+
+
+def _drill_issues(catalogue: Catalogue, policy_path: Path) -> list[ValidationIssue]:
+    """The drill's experiment must be a valid high-tier experiment of the whole catalogue."""
+    name = catalogue.policy.disaster_recovery.experiment
+    experiment = catalogue.get(name)
+    if experiment is None:
+        why = f"names {name!r}, which is not a valid experiment of the catalogue"
+    elif experiment.tier is not Tier.HIGH:
+        why = f"names {name!r} of tier {experiment.tier.value!r}; a drill runs under the high tier's rules only"
+    else:
+        return []
+    return [ValidationIssue(str(policy_path), "disaster_recovery.experiment", "drill-experiment", why)]

@@ -188,12 +188,12 @@ def _watchdog(args: argparse.Namespace) -> int:
     from chaos_engineering import watchdog
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    hook, _ = _cluster(args)
+    hook, policy = _cluster(args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sweeps = watchdog.run(hook, grace_s=args.grace, interval_s=args.interval, stop=stop, once=args.once,
-                          pushgateway_conn_id=args.pushgateway_conn_id)
+                          pushgateway_conn_id=args.pushgateway_conn_id, namespace=policy.chaos_namespace)
     if args.once:
         result = sweeps[-1]
         print(f"checked {result.checked} fault(s), removed {len(result.removed)}" + "".join(f"\n  {r.fault.kind} {r.fault.namespace}/{r.fault.name}: {r.reason}" for r in result.removed))

@@ -198,4 +198,8 @@ def emergency_stop(
 
 def resume(hook: ChaosMeshHook, policy: SafetyPolicy, who: str, why: str) -> HaltState:
     """Clear the halt, recording who resumed and why (who halted it stays on record)."""
-    return HaltFlag(hook, policy.chaos_namespace).clear(who, why)
+    from chaos_engineering.notify import metrics
+
+    state = HaltFlag(hook, policy.chaos_namespace).clear(who, why)
+    metrics.push("resumed")  # never raises; the watchdog's next sweep reads the flag again anyway
+    return state

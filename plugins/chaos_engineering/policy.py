@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import yaml
 from croniter import croniter
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,6 +39,16 @@ def _seconds(value: object) -> float:
 
 #: A Go-style duration string ("10s", "5m", "1h30m") held as seconds.
 Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+
+def _cron(expression: str) -> str:
+    if not croniter.is_valid(expression):
+        raise ValueError(f"{expression!r} is not a valid cron expression")
+    return expression
+
+
+#: A five-field cron expression, read in the policy's business-hours time zone.
+Cron = Annotated[str, AfterValidator(_cron)]
 
 
 class Strict(BaseModel):
@@ -235,7 +246,7 @@ class BlastRadius(Strict):
 
 class TierPolicy(Strict):
     approvals: list[str] = Field(default_factory=list)
-    schedule: str
+    schedule: Cron
     announce_ahead: Seconds | None = None
     window: TierWindow
     max_duration: Seconds
@@ -243,18 +254,47 @@ class TierPolicy(Strict):
     blast_radius: BlastRadius
     manual_override: bool = False
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, expression: str) -> str:
-        if not croniter.is_valid(expression):
-            raise ValueError(f"{expression!r} is not a valid cron expression")
-        return expression
-
 
 class ReportSettings(Strict):
     base_url: str = Field(min_length=1)
     conn_id: str | None = None
     retention_days: int = Field(ge=1)
+
+
+class DrillProbe(Strict):
+    """The canary writer of a disaster-recovery drill (see docs/RUNBOOK.md for its contract)."""
+
+    conn_id: str = Field(default="dr_probe_default", min_length=1)
+    interval: Seconds
+    # Canaries acknowledged before the fault is injected; any failure then stops the drill.
+    baseline: Seconds
+    # After the outage, writes must keep succeeding this long for the database to count as back.
+    settle: Seconds
+    # From the injection: give up (RTO missed) when writes are not back by then.
+    observe: Seconds
+
+
+class DrillTargets(Strict):
+    rto: Seconds
+    # The window of acknowledged writes a failover may lose.
+    rpo: Seconds
+
+
+class DisasterRecovery(Strict):
+    """The monthly disaster-recovery drill: a high-tier experiment measured by a canary writer."""
+
+    experiment: str = Field(min_length=1)
+    schedule: Cron
+    probe: DrillProbe
+    targets: DrillTargets
+
+    @model_validator(mode="after")
+    def _clocks(self) -> DisasterRecovery:
+        if self.probe.interval >= self.probe.settle:
+            raise ValueError("probe.interval must be shorter than probe.settle")
+        if self.targets.rto >= self.probe.observe:
+            raise ValueError("targets.rto must be shorter than probe.observe (the drill could never see it met)")
+        return self
 
 
 class SafetyPolicy(Strict):
@@ -271,6 +311,7 @@ class SafetyPolicy(Strict):
     approvers: dict[str, list[str]] = Field(default_factory=dict)
     approval_timeout: Seconds
     reports: ReportSettings
+    disaster_recovery: DisasterRecovery | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> SafetyPolicy:

@@ -12,6 +12,7 @@ from chaos_engineering.catalogue import Catalogue
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.operators.approval import APPROVAL_KEY, PolicyApprovalOperator, human_approval
+from chaos_engineering.operators.drill import DrillProbeOperator, DrillProbeReadySensor
 from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOperator
 from chaos_engineering.operators.guard import WindowGuardOperator
 from chaos_engineering.operators.lock import AcquireLockSensor, ReleaseLockOperator
@@ -44,6 +45,23 @@ def tier_params(catalogue: Catalogue, tier: Tier) -> dict[str, Param]:
     }
 
 
+def drill_params(catalogue: Catalogue) -> dict[str, Param]:
+    """The DR drill's form: its one experiment (from the policy) and the dry-run switch."""
+    drill = catalogue.policy.disaster_recovery
+    experiment = catalogue.get(drill.experiment)
+    return {
+        "experiment": Param(
+            drill.experiment,
+            type="string",
+            enum=[drill.experiment],
+            title="Experiment",
+            description="The failover the policy's disaster_recovery section names.",
+            values_display={drill.experiment: f"{drill.experiment}: {experiment.title}" if experiment else drill.experiment},
+        ),
+        "dry_run": tier_params(catalogue, Tier.HIGH)["dry_run"],
+    }
+
+
 def _is_real_run(plan: dict[str, Any]) -> bool:
     return not plan["dry_run"]
 
@@ -54,8 +72,11 @@ def wire_tier_chain(
     *,
     kubernetes_conn_id: str = ChaosMeshHook.default_conn_name,
     prometheus_conn_id: str = PrometheusHook.default_conn_name,
+    drill: bool = False,
 ) -> None:
-    """Create the tasks of one tier's run in the current DAG context."""
+    """Create the tasks of one tier's run in the current DAG context. With `drill`, a canary probe
+    (`dr_probe`) runs from the lock to the end of the failover, and the injection waits for its
+    baseline (`dr_probe_ready`): the disaster-recovery drill."""
     policy = catalogue.policy
     if policy is None:
         raise ValueError("the safety policy is invalid; run `chaosctl validate`")
@@ -106,6 +127,13 @@ def wire_tier_chain(
     for earlier, later in zip(approvals, approvals[1:]):
         earlier >> later
     approvals[-1] >> guard >> preflight >> lock >> inject >> monitor >> remove
+    if drill:
+        probe = DrillProbeOperator(task_id="dr_probe", retries=0)
+        ready = DrillProbeReadySensor(task_id="dr_probe_ready", retries=0)
+        lock >> [probe, ready]
+        ready >> inject
+        # The lock stays held until the probe has measured; the result records it.
+        probe >> release
     remove >> stages[0]
     for earlier, later in zip(stages, stages[1:]):
         earlier >> later

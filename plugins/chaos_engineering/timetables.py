@@ -165,12 +165,13 @@ class SafeWindowTimetable(Timetable):
         self.description = self._describe()
 
     @classmethod
-    def for_tier(cls, policy: SafetyPolicy, tier: Tier | str) -> SafeWindowTimetable:
+    def for_tier(cls, policy: SafetyPolicy, tier: Tier | str, cron: str | None = None) -> SafeWindowTimetable:
+        """The tier's schedule (or `cron`, e.g. the DR drill's) under the tier's window and notice."""
         tier = Tier(tier)
         window = WindowRules.for_tier(policy, tier).plain()
         del window["manual_override"]  # a scheduled run never overrides its window
         return cls(
-            cron=policy.tiers[tier].schedule,
+            cron=cron or policy.tiers[tier].schedule,
             announce_ahead_seconds=policy.tiers[tier].announce_ahead,
             **window,
         )

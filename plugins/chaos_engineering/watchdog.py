@@ -43,6 +43,9 @@ class Sweep:
     checked: int = 0
     removed: list[Removal] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Read in the chaos namespace for the metrics (None: not read, or unreadable).
+    halted: bool | None = None
+    lock_held: bool | None = None
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -63,10 +66,13 @@ def stale_reason(obj: dict[str, Any], beat_age_s: float | None, grace_s: float, 
     return f"no heartbeat, created {age:.1f} s ago (grace {grace_s:g} s): nothing monitors it" if age > grace_s else None
 
 
-def sweep(hook: ChaosMeshHook, grace_s: float = DEFAULT_GRACE_S, now: dt.datetime | None = None) -> Sweep:
-    """One pass: list our chaos objects, read each heartbeat, delete the unwatched ones."""
+def sweep(hook: ChaosMeshHook, grace_s: float = DEFAULT_GRACE_S, now: dt.datetime | None = None, namespace: str | None = None) -> Sweep:
+    """One pass: list our chaos objects, read each heartbeat, delete the unwatched ones; with
+    `namespace` (the chaos namespace), also read the halt flag and the lock for the metrics."""
     result = Sweep(at=time.time())
     now = now or dt.datetime.now(dt.timezone.utc)
+    if namespace:
+        _read_flags(hook, namespace, now, result)
     for obj in owned_objects(hook, result.errors):
         ref = ObjectRef.of(obj)
         result.checked += 1
@@ -86,14 +92,32 @@ def sweep(hook: ChaosMeshHook, grace_s: float = DEFAULT_GRACE_S, now: dt.datetim
     return result
 
 
+def _read_flags(hook: ChaosMeshHook, namespace: str, now: dt.datetime, result: Sweep) -> None:
+    from chaos_engineering.halt import HaltFlag
+    from chaos_engineering.lock import ExperimentLock
+
+    try:
+        result.halted = HaltFlag(hook, namespace).state().halted
+    except Exception as exc:
+        result.errors.append(f"cannot read the halt flag: {exc}")
+    try:
+        lock = ExperimentLock(hook, namespace).state()
+        result.lock_held = lock is not None and not lock.expired(now)
+    except Exception as exc:
+        result.errors.append(f"cannot read the experiment lock: {exc}")
+
+
 def push_sweep_metrics(result: Sweep, conn_id: str | None) -> None:
-    """`chaos_watchdog_last_sweep_timestamp_seconds` and `chaos_watchdog_removals_total`. Never raises."""
+    """`chaos_watchdog_last_sweep_timestamp_seconds`, `chaos_watchdog_removals_total`, and the
+    halt and lock as read (an unreadable one is not pushed: its last value ages). Never raises."""
     if not conn_id:
         return
     from chaos_engineering.notify.metrics import Update, push_updates
 
     increments = {"chaos_watchdog_removals": float(len(result.removed))} if result.removed else {}
-    push_updates([Update({}, {"chaos_watchdog_last_sweep_timestamp_seconds": result.at}, increments)], conn_id=conn_id, event="watchdog")
+    gauges = {"chaos_watchdog_last_sweep_timestamp_seconds": result.at}
+    gauges |= {name: float(value) for name, value in (("chaos_halt_active", result.halted), ("chaos_lock_held", result.lock_held)) if value is not None}
+    push_updates([Update({}, gauges, increments)], conn_id=conn_id, event="watchdog")
 
 
 def run(
@@ -104,6 +128,7 @@ def run(
     stop: threading.Event | None = None,
     once: bool = False,
     pushgateway_conn_id: str | None = None,
+    namespace: str | None = None,
 ) -> list[Sweep]:
     """Sweep every `interval_s` until `stop` is set (or once). A failing sweep is logged and the
     loop goes on: the watchdog must outlive an API server hiccup."""
@@ -113,7 +138,7 @@ def run(
     while True:
         started = time.monotonic()
         try:
-            result = sweep(hook, grace_s)
+            result = sweep(hook, grace_s, namespace=namespace)
         except Exception as exc:
             log.error("watchdog sweep failed: %s", exc)
             result = Sweep(at=time.time(), errors=[str(exc)])

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 
-from sandbox.kubeapi import routes_chaos, routes_core, routes_discovery, routes_leases
+from sandbox.kubeapi import routes_apps, routes_chaos, routes_core, routes_discovery, routes_leases
 from sandbox.kubeapi.controller import ChaosController
 from sandbox.kubeapi.errors import ApiError, method_not_allowed, path_not_found, unauthorized
 from sandbox.kubeapi.pods import PodView
@@ -83,6 +83,7 @@ def create_app(
 
     app.include_router(routes_discovery.router())
     app.include_router(routes_core.router(state))
+    app.include_router(routes_apps.router(state))
     app.include_router(routes_leases.router(state))
     app.include_router(routes_chaos.router(state))
     return app

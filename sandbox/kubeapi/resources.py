@@ -50,6 +50,7 @@ class Resource:
 
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False, ("get", "list"), ("ns",))
 PODS = Resource("", "v1", "pods", "Pod", True, ("delete", "get", "list", "patch"), ("po",))
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", True, ("get", "list"), ("deploy",))
 LEASES = Resource(
     "coordination.k8s.io", "v1", "leases", "Lease", True, ("create", "delete", "get", "list", "patch", "update")
 )

@@ -12,6 +12,7 @@ from sandbox.kubeapi.meta import rfc3339, validate_labels
 from sandbox.kubeapi.patch import BUILTIN_TYPES, apply_patch, patch_type
 from sandbox.kubeapi.resources import PODS
 from sandbox.kubeapi.state import ServerState
+from sandbox.kubeapi.tables import POD_COLUMNS, pod_row, respond_printed
 from sandbox.kubeapi.wire import is_dry_run, list_body, meta_fields, read_json, reject_watch, respond, select
 from sandbox.platform.effects import PodInfo, PodRef
 
@@ -34,7 +35,8 @@ def router(state: ServerState) -> APIRouter:
         pods = [state.pods.render(p) for p in await state.platform_pods() if namespace in (None, p.namespace)]
         pods.sort(key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]))
         chosen = select(request, pods, _rendered_pod_fields, POD_FIELDS, FIELD_LABEL_MESSAGE)
-        return respond(list_body(request, "v1", "PodList", chosen, state.store.current_rv()))
+        body = list_body(request, "v1", "PodList", chosen, state.store.current_rv())
+        return respond_printed(request, body, POD_COLUMNS, pod_row, state.clock())
 
     @routes.get("/api/v1/namespaces")
     async def list_namespaces(request: Request):
@@ -56,8 +58,9 @@ def router(state: ServerState) -> APIRouter:
         return await pod_list(request, namespace)
 
     @routes.get("/api/v1/namespaces/{namespace}/pods/{name}")
-    async def get_pod(namespace: str, name: str):
-        return respond(state.pods.render(await find_pod(namespace, name)))
+    async def get_pod(request: Request, namespace: str, name: str):
+        pod = state.pods.render(await find_pod(namespace, name))
+        return respond_printed(request, pod, POD_COLUMNS, pod_row, state.clock())
 
     @routes.delete("/api/v1/namespaces/{namespace}/pods/{name}")
     async def delete_pod(request: Request, namespace: str, name: str):

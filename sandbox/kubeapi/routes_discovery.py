@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from sandbox.kubeapi.errors import path_not_found
-from sandbox.kubeapi.resources import CHAOS_KINDS, LEASES, NAMESPACES, PODS, Resource
+from sandbox.kubeapi.resources import CHAOS_KINDS, DEPLOYMENTS, LEASES, NAMESPACES, PODS, Resource
 from sandbox.kubeapi.wire import respond
 
 KUBERNETES_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-sandbox"}
@@ -14,6 +14,7 @@ KUBERNETES_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-sandbo
 # group -> version -> resources; the core group is "".
 _GROUPS: dict[str, dict[str, tuple[Resource, ...]]] = {
     "": {"v1": (NAMESPACES, PODS)},
+    DEPLOYMENTS.group: {DEPLOYMENTS.version: (DEPLOYMENTS,)},
     LEASES.group: {LEASES.version: (LEASES,)},
     "chaos-mesh.org": {"v1alpha1": tuple(CHAOS_KINDS.values())},
 }

@@ -10,7 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sandbox.platform.platform import Platform, PodNotFound, PodNotServing
+from sandbox.platform.platform import Platform, PodNotFound, PodNotServing, WriteFailed
+
+#: Where the booking platform answers a disaster-recovery drill's probe (docs/RUNBOOK.md).
+PROBE_PREFIX = "/dr-probe"
 
 
 def create_exporter_app(platform: Platform, health: Callable[[], dict[str, bool]] | None = None) -> Starlette:
@@ -32,6 +35,19 @@ def create_exporter_app(platform: Platform, health: Callable[[], dict[str, bool]
     async def state(request: Request) -> Response:
         return JSONResponse(platform.state())
 
+    async def write_canary(request: Request) -> Response:
+        try:
+            return JSONResponse(platform.write_canary(), status_code=201)
+        except WriteFailed as error:
+            return JSONResponse({"error": str(error)}, status_code=503)
+
+    async def read_canary(request: Request) -> Response:
+        try:
+            status = platform.read_canary(request.path_params["canary_id"])
+        except WriteFailed as error:
+            return JSONResponse({"error": str(error)}, status_code=503)
+        return JSONResponse({"id": request.path_params["canary_id"], "status": status}, status_code=200 if status == "present" else 404)
+
     async def healthz(request: Request) -> Response:
         parts = {"platform": True, **(health() if health else {})}
         return JSONResponse(parts, status_code=200 if all(parts.values()) else 503)
@@ -41,6 +57,8 @@ def create_exporter_app(platform: Platform, health: Callable[[], dict[str, bool]
             Route("/pods/{namespace}/{pod}/metrics", pod_metrics),
             Route("/kube-state-metrics/metrics", kube_state_metrics),
             Route("/sandbox/state", state),
+            Route(f"{PROBE_PREFIX}/canaries", write_canary, methods=["POST"]),
+            Route(PROBE_PREFIX + "/canaries/{canary_id:int}", read_canary),
             Route("/healthz", healthz),
         ]
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from sandbox.platform import exposition
 from sandbox.platform.effects import PlatformEvent, PodRef
 from sandbox.platform.pods import SimPod, new_uid, pod_name
+from sandbox.platform.replication import Replication
 from sandbox.platform.routes import ROUTES
 from sandbox.platform.stats import BOOKING_OUTCOMES, PAYMENT_OUTCOMES, PodStats
 from sandbox.platform.topology import NODES, ServiceSpec
@@ -40,6 +41,7 @@ class PodLifecycle:
     restart_delay_s: float
     failover_after_s: float
     primary: str
+    replication: Replication
     targets_version: int
     recent_events: deque[tuple[float, PlatformEvent]]
     _pods: dict[PodRef, SimPod]
@@ -93,6 +95,7 @@ class PodLifecycle:
             return
         # Terminating: out of the endpoints at once, the process finishes within the grace period.
         pod.ready = False
+        self._stopping(pod)
         pod.stale_until = self.now + ENDPOINT_LAG_S
         self._emit("Killing", pod, f"{reason}, grace period {grace_period_s}s")
         self._at(self.now + grace_period_s, lambda: self._kill(pod, reason))
@@ -102,6 +105,7 @@ class PodLifecycle:
             return
         pod.gone = True
         pod.phase, pod.serving, pod.ready = "Failed", False, False
+        self._stopping(pod)
         pod.stale_until = self.now + ENDPOINT_LAG_S
         del self._pods[pod.ref]
         self._ghosts.append(pod)
@@ -144,6 +148,7 @@ class PodLifecycle:
         pod.restart_count += 1
         pod.incarnation += 1
         pod.serving = pod.ready = False
+        self._stopping(pod)
         pod.ready_at = None
         pod.stale_until = self.now + ENDPOINT_LAG_S
         pod.cpu_utilisation = 0.0
@@ -158,14 +163,30 @@ class PodLifecycle:
         return [pod for pod in self._pods.values() if pod.spec.name == DATABASE]
 
     def _assign_roles(self) -> None:
+        """Roles, and the `role` label an operator (Patroni, CloudNativePG) keeps on its pods."""
         for pod in self._database_pods():
             pod.role = "primary" if pod.name == self.primary else "replica"
+            if pod.labels.get("role") != pod.role:
+                changed = "role" in pod.labels  # a new pod is created with its label
+                pod.labels = {**pod.labels, "role": pod.role}
+                if changed:
+                    self._emit("LabelsChanged", pod)
+
+    def _stopping(self, pod: SimPod) -> None:
+        """The primary stops taking (and shipping) writes: a crash, a kill or a failure."""
+        if pod.spec.name == DATABASE and pod.name == self.primary:
+            self.replication.primary_stopped(self.now)
+
+    def _replicate(self) -> None:
+        lags = {pod.name: pod.replication_lag_s for pod in self._database_pods() if pod.serving and pod.role == "replica"}
+        self.replication.replay(lags, self.now)
 
     def _watch_primary(self) -> None:
         """Promote a ready replica once the primary has been unready for `failover_after_s`."""
         primary = self._pods.get(PodRef("booking", self.primary))
         if primary is not None and primary.ready:
             self._primary_down_since = None
+            self.replication.primary_running()
             return
         if self._primary_down_since is None:
             self._primary_down_since = self.now
@@ -175,8 +196,9 @@ class PodLifecycle:
         if replica is not None:
             self.primary = replica.name
             self._primary_down_since = None
+            lost = self.replication.promote(replica.name)
             self._assign_roles()
-            self._emit("Failover", replica, f"{replica.name} promoted to primary")
+            self._emit("Failover", replica, f"{replica.name} promoted to primary; {len(lost)} unshipped commit(s) lost")
 
     def primary_outlook(self) -> tuple[float, SimPod | None]:
         """Seconds until some database instance takes writes, and which (inf, None: none will)."""

@@ -30,6 +30,7 @@ from sandbox.platform.load import LoadGenerator, SteadyShare
 from sandbox.platform.mesh import Mesh
 from sandbox.platform.network import Shapers
 from sandbox.platform.pods import SimPod
+from sandbox.platform.replication import Replication
 from sandbox.platform.routes import DECLINE_RATE, ROUTES
 from sandbox.platform.stats import Ledger, Measurement
 from sandbox.platform.topology import SERVICES
@@ -52,6 +53,10 @@ class PodNotFound(LookupError):
 
 class PodNotServing(RuntimeError):
     """The pod exists but its app is down: a scrape of it fails."""
+
+
+class WriteFailed(RuntimeError):
+    """No database instance took the write (failover in progress, or the write failed)."""
 
 
 class Platform(PodLifecycle):
@@ -87,6 +92,7 @@ class Platform(PodLifecycle):
         self.load = LoadGenerator(rate, self.rng)
         self.declines = SteadyShare(DECLINE_RATE, self.rng)
         self.primary = f"{DATABASE}-0"
+        self.replication = Replication()
         # Bumped whenever the set of scrape targets changes (the server rewrites file_sd then).
         self.targets_version = 0
         self.recent_events: deque[tuple[float, PlatformEvent]] = deque(maxlen=200)
@@ -157,6 +163,29 @@ class Platform(PodLifecycle):
             self._pods[pod].labels = dict(labels)
             self._emit("LabelsChanged", self._pods[pod])
 
+    # -- the DR probe's canary bookings ------------------------------------------------------
+
+    def write_canary(self) -> dict:
+        """Commit one canary booking on the primary, as the booking path's write does (IO faults
+        and links included) but without the driver's retries: a drill sees the outage as it is."""
+        with self._transaction():
+            wait, primary = self.primary_outlook()
+            if primary is None or wait > 0:
+                raise WriteFailed("no database instance takes writes (failover in progress)")
+            reply = self.mesh.call(None, DATABASE, "/write", timeout=2.0, pod=primary)
+            if not reply.ok:
+                raise WriteFailed(f"the write failed on {primary.name}: {reply.code} {reply.failure or ''}".strip())
+            canary = self.replication.commit(primary.name, self.now)
+            return {"id": canary.id, "instance": primary.name, "seconds": round(reply.seconds, 6)}
+
+    def read_canary(self, canary_id: int) -> str:
+        """Whether the primary holds a canary: "present", "lost" or "unknown" (never acknowledged)."""
+        with self._lock:
+            wait, primary = self.primary_outlook()
+            if primary is None or wait > 0:
+                raise WriteFailed("no database instance answers (failover in progress)")
+            return self.replication.status(canary_id)
+
     # -- observers ------------------------------------------------------------------------
 
     def subscribe(self, listener: Callable[[PlatformEvent], None]) -> None:
@@ -201,6 +230,10 @@ class Platform(PodLifecycle):
                 "faults": {
                     fault_id: {"type": type(effect).__name__, **dataclasses.asdict(effect)}
                     for fault_id, effect in self.faults.effects.items()
+                },
+                "replication": {
+                    "committed": len(self.replication.timeline),
+                    "lost": [dataclasses.asdict(canary) for canary in self.replication.lost],
                 },
                 "events": [
                     {"time": at, "kind": event.kind, "pod": dataclasses.asdict(event.pod), "message": event.message}
@@ -269,6 +302,7 @@ class Platform(PodLifecycle):
         self._ghosts = [pod for pod in self._ghosts if pod.stale_until > self.now]
         self._watch_primary()
         self._update_resources(dt)
+        self._replicate()
         self._serve_load(dt)
         self.shapers.tick(dt)
         for pod in self._pods.values():

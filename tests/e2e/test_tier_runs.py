@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ import pytest
 
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.halt import HaltFlag
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.policy import load_policy
 from chaos_engineering.render import OWNED_SELECTOR
@@ -116,8 +118,11 @@ class FaultWatch:
         self._thread.join()
 
 
-@pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
+@contextmanager
+def chaos_on_airflow(
+    tmp_path_factory: pytest.TempPathFactory, sandbox, connections, executor: str = "LocalExecutor"
+) -> Iterator[Chaos]:
+    """An Airflow with `executor` on the real dags/ and plugins/, every tier DAG loaded; stopped on exit."""
     reports = tmp_path_factory.mktemp("reports")
     include = make_include(tmp_path_factory.mktemp("chaos") / "include", reports)
     with SlackReceiver() as slack, SmtpServer() as smtp:
@@ -127,7 +132,7 @@ def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Ite
             "AIRFLOW_CONN_SMTP_DEFAULT": smtp.connection(),
             "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
         }
-        stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env)
+        stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env, executor=executor)
         try:
             admin = stack.client("admin")
             assert admin.import_errors() == [], admin.import_errors()
@@ -140,6 +145,12 @@ def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Ite
             yield Chaos(stack, include, reports, slack, smtp)
         finally:
             stack.stop()
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
+    with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
+        yield chaos
 
 
 def policy_of(include: Path):
@@ -164,7 +175,11 @@ def clean_cluster(chaos: Chaos) -> Iterator[None]:
     for obj in chaos.objects():
         chaos.cluster.delete(ChaosKind(obj["kind"]), obj["metadata"]["name"], NAMESPACE)
     ExperimentLock(chaos.cluster, NAMESPACE).force_release()
-    assert leftovers == [] and holder is None, f"left behind: objects {leftovers}, lock {holder}"
+    halt = HaltFlag(chaos.cluster, NAMESPACE)
+    halted = halt.state().halted
+    if halted:
+        halt.clear("e2e-cleanup", "a test left the halt set")
+    assert leftovers == [] and holder is None and not halted, f"left behind: objects {leftovers}, lock {holder}, halted {halted}"
 
 
 def sandbox_value(sandbox, promql: str, timeout: float = 30) -> float:
@@ -178,7 +193,9 @@ def sandbox_value(sandbox, promql: str, timeout: float = 30) -> float:
     return value
 
 
-def test_clean_low_risk_run(chaos: Chaos, sandbox) -> None:
+def clean_low_risk_run(chaos: Chaos, sandbox) -> str:
+    """A low-risk run with no breach, checked in the cluster, the result, the report, Slack and
+    Prometheus; returns its run id. One scenario for every executor."""
     with FaultWatch(chaos) as watch:
         run_id, result = chaos.run("chaos_low_risk", "booking-api-quick-kill", expect="success")
     assert watch.most == 1 and len(watch.names) == 1
@@ -196,6 +213,11 @@ def test_clean_low_risk_run(chaos: Chaos, sandbox) -> None:
     assert any("held" in t for t in texts), texts
     active = sandbox_value(sandbox, 'chaos_experiment_active{experiment="booking-api-quick-kill",tier="low"}')
     assert active == 0.0
+    return run_id
+
+
+def test_clean_low_risk_run(chaos: Chaos, sandbox) -> None:
+    clean_low_risk_run(chaos, sandbox)
 
 
 def test_dry_run_injects_nothing(chaos: Chaos) -> None:
@@ -206,7 +228,9 @@ def test_dry_run_injects_nothing(chaos: Chaos) -> None:
     assert chaos.admin.task_states("chaos_low_risk", run_id)["inject"] == "skipped"
 
 
-def test_medium_run_approved_by_an_sre(chaos: Chaos) -> None:
+def medium_run_approved_by_an_sre(chaos: Chaos) -> str:
+    """A medium-risk run: nothing injected until the SRE approves through the HITL endpoint, then
+    held; returns its run id. One scenario for every executor."""
     run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
     chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
     assert chaos.objects() == []  # nothing before the approval
@@ -216,6 +240,11 @@ def test_medium_run_approved_by_an_sre(chaos: Chaos) -> None:
     assert result["verdict"] == "held", result["verdict_reason"]
     assert result["approvals"][0]["responded_by_user"]["id"] == "sre-oncall"
     assert any("required_actions" in t for t in chaos.slack_texts(run_id)), "no approval request with its link"
+    return run_id
+
+
+def test_medium_run_approved_by_an_sre(chaos: Chaos) -> None:
+    medium_run_approved_by_an_sre(chaos)
 
 
 def test_rejected_run_injects_nothing(chaos: Chaos) -> None:
@@ -325,24 +354,22 @@ def active_faults(chaos: Chaos) -> list[dict]:
 
 
 def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chaos: Chaos) -> None:
-    from chaos_engineering.halt import HaltFlag
-
     run_id = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-long"})
     chaos.admin.wait_for_task_state("chaos_low_risk", run_id, "monitor", ["deferred"], timeout=300)
     assert len(active_faults(chaos)) == 1
     stop = chaos.admin.trigger("chaos_emergency_stop", conf={"reason": "e2e: bookings at risk"})
-    chaos.admin.wait_for_task_state("chaos_emergency_stop", stop, "emergency_stop", ["running", "success"], timeout=120)
-    started = time.monotonic()
-    while chaos.objects():
-        assert time.monotonic() - started < 15, "the fault outlived the emergency stop"
-        time.sleep(0.2)
-    gone_after = time.monotonic() - started
-    chaos.admin.wait_for_run("chaos_emergency_stop", stop, timeout=120, expect="success")
-    chaos.admin.wait_for_run("chaos_low_risk", run_id, timeout=300, expect="failed")
-    assert chaos.result("chaos_low_risk", run_id)["monitor"]["status"] == "gone"
-    print(f"\nfault gone {gone_after:.1f} s after the stop task started")
-    assert gone_after < 5
     try:
+        chaos.admin.wait_for_task_state("chaos_emergency_stop", stop, "emergency_stop", ["running", "success"], timeout=120)
+        started = time.monotonic()
+        while chaos.objects():
+            assert time.monotonic() - started < 15, "the fault outlived the emergency stop"
+            time.sleep(0.2)
+        gone_after = time.monotonic() - started
+        chaos.admin.wait_for_run("chaos_emergency_stop", stop, timeout=120, expect="success")
+        chaos.admin.wait_for_run("chaos_low_risk", run_id, timeout=300, expect="failed")
+        assert chaos.result("chaos_low_risk", run_id)["monitor"]["status"] == "gone"
+        print(f"\nfault gone {gone_after:.1f} s after the stop task started")
+        assert gone_after < 5
         with FaultWatch(chaos) as watch:
             blocked = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-quick"})
             chaos.admin.wait_for_run("chaos_low_risk", blocked, timeout=180, expect="failed")
@@ -350,6 +377,7 @@ def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chao
         assert chaos.admin.task_states("chaos_low_risk", blocked)["plan"] == "failed"
         assert "halted" in chaos.admin.task_log("chaos_low_risk", blocked, "plan")
     finally:
+        # Whatever failed above, the halt must not outlive this test (it would fail every later one).
         resume = chaos.admin.trigger("chaos_resume", conf={"reason": "e2e: all clear"})
         chaos.admin.wait_for_run("chaos_resume", resume, timeout=120, expect="success")
     state = HaltFlag(chaos.cluster, NAMESPACE).state()

@@ -109,3 +109,34 @@ def test_the_monitor_renews_the_heartbeat_and_deletes_it_at_the_end(faults):
     assert event["status"] == "gone"
     assert len(renewals) >= 3
     assert heartbeat(fault).read() is None
+
+
+def test_each_sweep_reports_the_halt_and_the_lock_to_prometheus(faults, sandbox, monkeypatch):
+    """The watchdog is the periodic reader of the halt flag and the lock: what the alerts
+    ChaosHaltSet and ChaosLockHeldWithoutFault need, read back through the real Prometheus."""
+    import json
+
+    from chaos_engineering.emergency import resume
+    from chaos_engineering.halt import HaltFlag
+    from chaos_engineering.lock import ExperimentLock
+    from chaos_engineering.policy import load_policy
+    from tests.integration.test_notify_metrics import settles
+    from tests.sandbox.sandbox_support import PrometheusAPI
+
+    monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY_TEST", json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}))
+    hook, api, policy = ChaosMeshHook(), PrometheusAPI(sandbox.prometheus_url), load_policy()[0]
+    lock = ExperimentLock(hook, NAMESPACE)
+    try:
+        HaltFlag(hook, NAMESPACE).set("watchdog-test", "metrics")
+        lock.acquire("watchdog-test/run", 120)
+        (result,) = watchdog.run(hook, once=True, pushgateway_conn_id="pushgateway_test", namespace=NAMESPACE)
+        assert (result.halted, result.lock_held, result.errors) == (True, True, [])
+        settles(api, 'chaos_halt_active{job="chaos_engineering"}', 1)
+        settles(api, 'chaos_lock_held{job="chaos_engineering"}', 1)
+    finally:
+        lock.force_release()
+        resume(hook, policy, "watchdog-test", "end of test")
+    (result,) = watchdog.run(hook, once=True, pushgateway_conn_id="pushgateway_test", namespace=NAMESPACE)
+    assert (result.halted, result.lock_held) == (False, False)
+    settles(api, 'chaos_halt_active{job="chaos_engineering"}', 0)
+    settles(api, 'chaos_lock_held{job="chaos_engineering"}', 0)

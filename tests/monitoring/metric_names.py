@@ -24,13 +24,6 @@ PLATFORM = {
 PUSHGATEWAY = {"push_time_seconds", "push_failure_time_seconds"}
 # The exposition adds `_total` to a counter's name.
 CHAOS = {name + ("_total" if spec.kind == "counter" else "") for name, spec in METRICS.items()}
-# Used by the rules and the dashboard, exported by code being written now (see deploy/README.md).
-PENDING = {
-    "chaos_watchdog_last_sweep_timestamp_seconds",  # the watchdog, each sweep
-    "chaos_halt_active",  # the emergency stop's halt flag
-    "chaos_lock_held",  # 1 while the single-experiment Lease has a live holder
-    "chaos_experiment_last_failsafe_timestamp_seconds",  # breach_and_kill with rule max_failed_reads
-}
 
 
 def rule_groups() -> list[dict]:
@@ -42,7 +35,7 @@ def recorded() -> set[str]:
 
 
 def known() -> set[str]:
-    return PLATFORM | PUSHGATEWAY | CHAOS | PENDING | recorded()
+    return PLATFORM | PUSHGATEWAY | CHAOS | recorded()
 
 
 _KEYWORDS = {

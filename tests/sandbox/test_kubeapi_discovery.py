@@ -21,7 +21,9 @@ def test_version(kube):
 def test_core_and_group_discovery(kube):
     assert client.CoreApi(kube.api).get_api_versions().versions == ["v1"]
     groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(kube.api).get_api_versions().groups}
-    assert groups == {"coordination.k8s.io": "coordination.k8s.io/v1", "chaos-mesh.org": "chaos-mesh.org/v1alpha1"}
+    assert groups == {
+        "apps": "apps/v1", "coordination.k8s.io": "coordination.k8s.io/v1", "chaos-mesh.org": "chaos-mesh.org/v1alpha1",
+    }
 
 
 @pytest.mark.parametrize(
@@ -31,6 +33,11 @@ def test_core_and_group_discovery(kube):
             lambda api: client.CoreV1Api(api).get_api_resources(),
             {"namespaces": (False, {"get", "list"}), "pods": (True, {"get", "list", "delete", "patch"})},
             id="core-v1",
+        ),
+        pytest.param(
+            lambda api: client.AppsV1Api(api).get_api_resources(),
+            {"deployments": (True, {"get", "list"})},
+            id="apps-v1",
         ),
         pytest.param(
             lambda api: client.CoordinationV1Api(api).get_api_resources(),
@@ -65,7 +72,7 @@ def test_chaos_kinds_are_discoverable_by_kind(kube):
     [
         "/api/v1/namespaces/booking/services",
         "/api/v1/nodes",
-        "/apis/apps/v1/deployments",
+        "/apis/apps/v1/statefulsets",
         "/apis/chaos-mesh.org/v1alpha1/namespaces/chaos-engineering/schedules",
         "/apis/chaos-mesh.org/v1alpha1/namespaces/chaos-engineering/podchaos/x/status",
         "/apis/chaos-mesh.org/v1beta1",

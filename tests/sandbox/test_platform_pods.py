@@ -37,10 +37,12 @@ def test_topology_matches_the_contract(platform):
     pods = platform.pods()
     assert Counter((pod.namespace, pod.service) for pod in pods) == EXPECTED_REPLICAS
     for pod in pods:
+        role = {"role": "primary" if pod.name == "database-0" else "replica"} if pod.service == "database" else {}
         assert pod.labels == {
             "app": pod.service,
             "app.kubernetes.io/name": pod.service,
             "app.kubernetes.io/part-of": "booking-platform",
+            **role,
         }
         if pod.service == "database":
             assert re.fullmatch(r"database-[01]", pod.name)

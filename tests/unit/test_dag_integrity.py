@@ -83,3 +83,26 @@ def test_approvers_come_from_the_policy(dagbag):
     high = dagbag.dags["chaos_high_risk"]
     assert [u["id"] for u in high.get_task("approve_executive").assigned_users] == policy.approvers["executive"]
     assert [u["id"] for u in high.get_task("approve_sre").assigned_users] == policy.approvers["sre"]
+
+
+def test_the_dr_drill_is_the_high_chain_with_a_probe_that_gates_the_injection(dagbag):
+    """The drill keeps every step (and teardown) of the high tier; the canary probe starts once
+    the lock is held, the injection waits for its baseline, and the lock outlives the probe."""
+    policy, _ = load_policy()
+    dag = dagbag.dags["chaos_dr_drill"]
+    high = dagbag.dags["chaos_high_risk"]
+    assert set(dag.task_ids) == set(high.task_ids) | {"dr_probe", "dr_probe_ready"}
+    for task_id in high.task_ids:
+        assert set(high.get_task(task_id).upstream_task_ids) <= set(dag.get_task(task_id).upstream_task_ids), task_id
+    assert dag.get_task("dr_probe").upstream_task_ids == {"acquire_lock"}
+    assert dag.get_task("dr_probe_ready").upstream_task_ids == {"acquire_lock"}
+    assert "dr_probe_ready" in dag.get_task("inject").upstream_task_ids
+    assert "dr_probe" in dag.get_task("release_lock").upstream_task_ids
+    assert dag.get_task("dr_probe").retries == 0 and dag.get_task("dr_probe_ready").retries == 0
+    assert dag.params.get_param("experiment").schema["enum"] == [policy.disaster_recovery.experiment]
+    assert dag.params["experiment"] == "database-failover"
+    assert "disaster-recovery" in dag.tags and dag.max_active_runs == 1
+    # Off-hours under the high tier's window, announced as far ahead as the high tier.
+    assert dag.timetable.announce_ahead.total_seconds() == policy.tiers[Tier.HIGH].announce_ahead
+    assert dag.timetable.cron == policy.disaster_recovery.schedule != high.timetable.cron
+    assert dag.timetable.window == high.timetable.window

@@ -36,6 +36,11 @@ CASES = [
     ("bad-time-range", {"business_hours.weekly.mon": ["20:00-08:00"]}, "business_hours.weekly[mon][0]", "invalid-value"),
     ("bad-weekday", {"business_hours.weekly.monday": ["08:00-09:00"]}, "business_hours.weekly[monday]", "enum"),
     ("bad-kind", {"tiers.low.allowed_kinds.DNSChaos": ["random"]}, "tiers[low].allowed_kinds[DNSChaos]", "enum"),
+    ("drill-bad-cron", {"disaster_recovery.schedule": "monthly"}, "disaster_recovery.schedule", "invalid-value"),
+    ("drill-zero-interval", {"disaster_recovery.probe.interval": "0s"}, "disaster_recovery.probe.interval", "invalid-value"),
+    ("drill-interval-over-settle", {"disaster_recovery.probe.interval": "20s"}, "disaster_recovery", "invalid-value"),
+    ("drill-rto-beyond-observe", {"disaster_recovery.targets.rto": "5m"}, "disaster_recovery", "invalid-value"),
+    ("drill-missing-targets", {"disaster_recovery.targets": DELETE}, "disaster_recovery.targets", "required"),
     ("bad-label-value", {"protected_services.payment-processor.labels": {"app": "payment processor"}}, "protected_services[payment-processor].labels", "invalid-value"),
 ]
 
@@ -80,3 +85,22 @@ def test_business_hours(moment, business, frozen):
     policy, _ = load_policy(POLICY_PATH)
     assert policy.business_hours.is_business_time(moment) is business
     assert policy.business_hours.is_frozen(moment) is frozen
+
+
+def test_the_drill_must_name_a_valid_high_tier_experiment(tmp_path, monkeypatch):
+    """Checked against the whole catalogue (never when validating a few files)."""
+    import shutil
+
+    from chaos_engineering.catalogue import load_catalogue
+    from chaos_engineering.policy import default_include_dir
+
+    include = tmp_path / "include"
+    shutil.copytree(default_include_dir(), include)
+    monkeypatch.setenv("CHAOS_INCLUDE_DIR", str(include))
+    assert load_catalogue().issues == []
+    for name, why in (("no-such-experiment", "not a valid experiment"), ("booking-api-pod-kill", "of tier 'low'")):
+        write_yaml(include / "safety_policy.yaml", mutated(base_policy(), {"disaster_recovery.experiment": name}))
+        issues = load_catalogue().issues
+        assert [(i.file, i.field, i.rule) for i in issues] == [(str(include / "safety_policy.yaml"), "disaster_recovery.experiment", "drill-experiment")]
+        assert why in issues[0].message
+        assert load_catalogue([include / "experiments"]).issues == []

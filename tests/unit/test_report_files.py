@@ -201,3 +201,37 @@ def test_write_report_through_object_storage(breach_report, tmp_path):
     write_report(folder, files)
     assert (folder / "report.html").read_text() == files.report_html
     assert sorted(p.name for p in (tmp_path / "reports" / "chaos_medium_risk" / "run-1").iterdir()) == ["metrics.csv", "report.html", "report.json", "report.pdf"]
+
+
+def test_a_drill_report_carries_rto_and_rpo():
+    """A DR drill's measurement reaches report.json (schema-checked), the HTML and the PDF; other runs have none."""
+    result, series = synthetic_run({})
+    at = result["fault"]["injected_at"]
+    result["drill"] = {
+        "status": "missed",
+        "reasons": ["RPO 1.40 s (7 acknowledged canaries lost) over the 1 s target"],
+        "injected_at": at,
+        "rto_s": 2.25,
+        "rpo_s": 1.4,
+        "targets": {"rto_s": 30.0, "rpo_s": 1.0},
+        "outage": {"started_at": at + 0.1, "first_failure_at": at + 0.2, "recovered_at": at + 2.35, "failed_writes": 10},
+        "primary_before": "database-0",
+        "primary_after": "database-1",
+        "canaries": {"interval_s": 0.2, "sent": 120, "acknowledged": 110, "failed": 10, "lost": 7, "unverified": 0, "lost_ids": [41, 42], "first_at": at - 6, "last_at": at + 14},
+    }
+    from chaos_engineering.operators.result import verdict
+
+    assert result["verdict"] == "held"  # every stage recovered: only the drill's targets fail it
+    result["verdict"], result["verdict_reason"] = verdict(result)
+    assert result["verdict"] == "broken" and "RPO 1.40 s" in result["verdict_reason"]
+    files = build_report(result, THRESHOLDS, series)
+    document = json.loads(files.report_json)
+    validate_report(document)
+    drill = document["disaster_recovery"]
+    assert (drill["rto_s"], drill["rpo_s"], drill["canaries"]["lost"], drill["status"]) == (2.25, 1.4, 7, "missed")
+    assert drill["outage"]["recovered_at"].endswith("+00:00")
+    assert files.report_html.count('id="disaster-recovery"') == 1
+    assert "2.2 s" in files.report_html and "7 acknowledged canaries lost" in files.report_html and "database-0 → database-1" in files.report_html
+    assert pdf_structure(files.report_pdf)["pages"] >= 3
+    del result["drill"]
+    assert json.loads(build_report(result, THRESHOLDS, series).report_json)["disaster_recovery"] is None

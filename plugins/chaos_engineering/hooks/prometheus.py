@@ -11,6 +11,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from airflow.sdk import BaseHook
+from chaos_engineering.hooks.http import connection_base_url
 
 
 class PrometheusQueryError(RuntimeError):
@@ -38,13 +39,7 @@ class PrometheusHook(BaseHook):
 
     @cached_property
     def base_url(self) -> str:
-        conn = self.get_connection(self.prometheus_conn_id)
-        host = (conn.host or "").rstrip("/")
-        if "://" not in host:
-            host = f"{conn.schema or 'http'}://{host}"
-            if conn.port:
-                host = f"{host}:{conn.port}"
-        return host
+        return connection_base_url(self.get_connection(self.prometheus_conn_id), "http://prometheus:9090")
 
     @cached_property
     def client(self) -> PrometheusConnect:

@@ -9,7 +9,8 @@ replaces (HTTP POST, `pushadd`) only the metrics it names inside that group, so:
   run stay until the next run's `finished` replaces them);
 - no run id in any label: series stay few and the Pushgateway does not grow run after run.
 
-Emergency stops are not about one experiment: they go to the group `{job="chaos_engineering"}`.
+Emergency stops, resumes and the watchdog's readings (halt, lock) are not about one experiment:
+they go to the group `{job="chaos_engineering"}`.
 
 Every per-experiment series carries the labels `tier`, `experiment`, `target_service` (the
 grouping key adds `job`, and `instance=""`; scrape the Pushgateway with `honor_labels: true`).
@@ -74,6 +75,9 @@ METRICS: dict[str, MetricSpec] = {
     "chaos_emergency_stop_last_timestamp_seconds": MetricSpec("gauge", "Unix time of the latest emergency stop."),
     "chaos_watchdog_last_sweep_timestamp_seconds": MetricSpec("gauge", "Unix time of the dead-man watchdog's latest sweep."),
     "chaos_watchdog_removals": MetricSpec("counter", "Faults the dead-man watchdog removed because their heartbeat went stale."),
+    "chaos_halt_active": MetricSpec("gauge", "1 while the emergency-stop halt blocks every injection (set by stop and resume, read back by every watchdog sweep)."),
+    "chaos_lock_held": MetricSpec("gauge", "1 while the experiment lock Lease has a live holder (read by every watchdog sweep)."),
+    "chaos_experiment_last_failsafe_timestamp_seconds": MetricSpec("gauge", "Unix time the fail-safe last removed this experiment's fault: metrics unreadable for max_failed_reads checks."),
 }
 
 Value = float | dict[str, float]  # one series, or one per value of the metric's own label
@@ -138,12 +142,14 @@ def updates_for(
     if plan is None and result is not None:
         plan = result.get("experiment")
     if event == "emergency_stop":
-        updates = [Update({}, {"chaos_emergency_stop_last_timestamp_seconds": now}, {"chaos_emergency_stops": 1.0})]
+        updates = [Update({}, {"chaos_emergency_stop_last_timestamp_seconds": now, "chaos_halt_active": 1.0}, {"chaos_emergency_stops": 1.0})]
         for obj in extra.get("removed") or ():
             labels = labels_of(experiment_of_object(obj) if "metadata" in obj else obj)
             if labels:
                 updates.append(Update(labels, {"chaos_experiment_active": 0.0, "chaos_approvals_pending": 0.0, "chaos_experiment_phase": _one_hot("stopped", PHASES)}))
         return updates
+    if event == "resumed":
+        return [Update({}, {"chaos_halt_active": 0.0})]
     labels = labels_of(plan)
     if labels is None:
         return []
@@ -164,6 +170,8 @@ def updates_for(
         at = float(breach["at"]) if breach.get("at") is not None else now
         increments["chaos_safety_violation"] = {str(breach.get("threshold") or "unknown"): 1.0}
         gauges["chaos_experiment_last_violation_timestamp_seconds"] = at
+        if breach.get("rule") == "max_failed_reads":
+            gauges["chaos_experiment_last_failsafe_timestamp_seconds"] = at
         removed_at = extra.get("removal_requested_at")
         if removed_at is not None and not extra.get("removal_error"):
             # Only a removal that happened ends `active`: a failed one leaves the fault (and the 1).

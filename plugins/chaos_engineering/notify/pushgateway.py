@@ -7,12 +7,12 @@ import json
 import urllib.request
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, pushadd_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from airflow.sdk.bases.hook import BaseHook
+from chaos_engineering.hooks.http import connection_base_url
 from chaos_engineering.notify.delivery import CALL_TIMEOUT_S
 
 
@@ -38,16 +38,7 @@ class PushgatewayHook(BaseHook):
 
     @cached_property
     def url(self) -> str:
-        conn = self.connection
-        host = (conn.host or "").strip().rstrip("/")
-        if not host:
-            raise ValueError(f"connection {self.pushgateway_conn_id!r} has no host: set it to the Pushgateway's URL, e.g. http://127.0.0.1:9091")
-        if "://" not in host:
-            host = f"{conn.schema or 'http'}://{host}"
-        if conn.port and urlsplit(host).port is None:
-            parts = urlsplit(host)
-            host = parts._replace(netloc=f"{parts.netloc}:{conn.port}").geturl()
-        return host
+        return connection_base_url(self.connection, "http://127.0.0.1:9091")
 
     def _handler(self) -> Any:
         conn = self.connection

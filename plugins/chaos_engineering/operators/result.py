@@ -11,11 +11,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.notify import announce
 from chaos_engineering.operators.approval import APPROVAL_KEY
 from chaos_engineering.operators.common import policy_or_fail, run_identity
+from chaos_engineering.operators.drill import DRILL_KEY
 from chaos_engineering.operators.recovery import STAGES
 
 RESULT_SCHEMA_VERSION = 1
 APPROVAL_TASKS = ("approve_by_policy", "approve_sre", "approve_executive")
-STEP_ORDER = ("plan", *APPROVAL_TASKS, "window_guard", "preflight", "acquire_lock", "inject")
+STEP_ORDER = ("plan", *APPROVAL_TASKS, "window_guard", "preflight", "acquire_lock", "dr_probe", "dr_probe_ready", "inject")
 
 
 def run_folder(base_url: str, conn_id: str | None, dag_id: str, run_id: str, when: dt.datetime) -> ObjectStoragePath:
@@ -48,6 +49,9 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
         if first_failed:
             return "aborted", f"nothing was injected: {first_failed} failed"
         return "aborted", "nothing was injected"
+    drill = result.get("drill") or {}
+    if drill.get("status") == "missed":
+        return "broken", "disaster-recovery targets missed: " + "; ".join(drill["reasons"])
     missed = [s for s, r in result["recovery"].items() if r is not None and r["status"] != "recovered"]
     if missed or any(states.get(f"recovery_{s}") == "failed" for s in STAGES):
         return "broken", f"recovery missed its deadline: {', '.join(missed) or 'see task states'}"
@@ -85,6 +89,7 @@ class WriteResultOperator(BaseOperator):
             "monitor": pull("monitor", key="monitor"),
             "removal": pull("remove_fault"),
             "recovery": {s: pull(f"recovery_{s}", key="recovery") for s in STAGES},
+            "drill": pull("dr_probe", key=DRILL_KEY),
             "task_states": {t: s for t, s in states.items() if t != context["task"].task_id},
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }

@@ -311,8 +311,39 @@ def build_document(
             **dataclasses.asdict(run.settings),
         },
         "task_states": dict(result.get("task_states") or {}),
+        "disaster_recovery": _drill(result.get("drill")),
     }
     return plain(document)
+
+
+def _drill(drill: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The DR drill's measurement (chaos_dr_drill runs only), times as ISO strings."""
+    if not drill:
+        return None
+    outage = drill.get("outage")
+    canaries = drill.get("canaries") or {}
+    return {
+        "status": drill["status"],
+        "reasons": list(drill.get("reasons") or []),
+        "rto_s": drill.get("rto_s"),
+        "rpo_s": drill.get("rpo_s"),
+        "targets": dict(drill.get("targets") or {"rto_s": None, "rpo_s": None}),
+        "primary_before": drill.get("primary_before"),
+        "primary_after": drill.get("primary_after"),
+        "outage": {
+            "started_at": iso(outage["started_at"]),
+            "first_failure_at": iso(outage["first_failure_at"]),
+            "recovered_at": iso(outage["recovered_at"]),
+            "failed_writes": outage["failed_writes"],
+        }
+        if outage
+        else None,
+        "canaries": {
+            "interval_s": canaries.get("interval_s"),
+            "lost_ids": list(canaries.get("lost_ids") or []),
+            **{k: int(canaries.get(k) or 0) for k in ("sent", "acknowledged", "failed", "lost", "unverified")},
+        },
+    }
 
 
 def _tier_from_dag(dag_id: str | None) -> str | None:

@@ -66,10 +66,21 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
     {% if doc.fault %}<div class="figure">Fault<b>{{ seconds(doc.fault.duration_s) }}</b><span class="muted">ended by {{ endings[doc.fault.ended_by] }}</span></div>{% endif %}
     {% for b in doc.breaches %}<div class="figure">Time to detect<b>{{ seconds(b.time_to_detect_s) }}</b><span class="muted">{{ b.threshold }}</span></div>
     <div class="figure">Time to remove<b>{{ seconds(b.time_to_remove_s) }}</b><span class="muted">breach to deletion</span></div>{% endfor %}
+    {% set dr = doc.disaster_recovery %}{% if dr %}<div class="figure">RTO<b class="{{ 'pass' if dr.rto_s is not none and dr.rto_s <= dr.targets.rto_s else 'fail' }}">{{ seconds(dr.rto_s) }}</b><span class="muted">target {{ seconds(dr.targets.rto_s) }}</span></div>
+    <div class="figure">RPO<b class="{{ 'pass' if dr.rpo_s is not none and dr.rpo_s <= dr.targets.rpo_s else 'fail' }}">{{ seconds(dr.rpo_s) }}</b><span class="muted">{{ dr.canaries.lost }} acknowledged canaries lost; target {{ seconds(dr.targets.rpo_s) }}</span></div>{% endif %}
     {% for s in doc.recovery if s.status != "not_run" %}<div class="figure">Recovery {{ s.stage }}<b class="{{ 'pass' if s.met_deadline else 'fail' }}">{{ seconds(s.time_to_recover_s) }}</b><span class="muted">deadline {{ seconds(s.deadline_s) }}</span></div>{% endfor %}
   </div>
 </header>
 
+{% if doc.disaster_recovery %}{% set dr = doc.disaster_recovery %}<section id="disaster-recovery">
+  <h2>Disaster recovery</h2>
+  <p>Targets <b class="{{ 'pass' if dr.status == 'met' else 'fail' }}">{{ dr.status }}</b>{% for r in dr.reasons %}; {{ r }}{% endfor %}.
+  Primary {{ dr.primary_before or "unknown" }} → {{ dr.primary_after or "unknown" }}.</p>
+  <table><tr><th>Canaries sent</th><th class="n">Acknowledged</th><th class="n">Failed writes</th><th class="n">Lost after failover</th><th class="n">Unverified</th><th>Outage</th></tr>
+  <tr><td class="n">{{ dr.canaries.sent }}</td><td class="n">{{ dr.canaries.acknowledged }}</td><td class="n">{{ dr.canaries.failed }}</td><td class="n">{{ dr.canaries.lost }}</td><td class="n">{{ dr.canaries.unverified }}</td>
+  <td>{% if dr.outage %}{{ clock(dr.outage.started_at) }} → {{ clock(dr.outage.recovered_at) if dr.outage.recovered_at else "not back" }}{% else %}none seen{% endif %}</td></tr></table>
+</section>
+{% endif %}
 <section id="approvals">
   <h2>Approvals and safety checks</h2>
   {% if doc.approvals %}<table><tr><th>Role</th><th>Decision</th><th>By</th><th>When</th></tr>

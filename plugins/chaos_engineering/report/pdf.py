@@ -105,6 +105,15 @@ def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
             f"removal confirmed after {seconds(b['time_to_removed_s'])}.",
             colour=VERDICT_COLOURS["broken"],
         )
+    dr = doc.get("disaster_recovery")
+    if dr:
+        flow.heading("Disaster recovery")
+        flow.paragraph(
+            f"Targets {dr['status']}: RTO {seconds(dr['rto_s'])} (target {seconds(dr['targets']['rto_s'])}), RPO {seconds(dr['rpo_s'])} "
+            f"(target {seconds(dr['targets']['rpo_s'])}); {dr['canaries']['lost']} of {dr['canaries']['acknowledged']} acknowledged canaries lost; "
+            f"primary {dr['primary_before'] or 'unknown'} -> {dr['primary_after'] or 'unknown'}." + "".join(f" {r}." for r in dr["reasons"]),
+            colour="#202124" if dr["status"] == "met" else VERDICT_COLOURS["broken"],
+        )
     if doc["recovery"]:
         flow.heading("Recovery")
         rows = [

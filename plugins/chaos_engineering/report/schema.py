@@ -268,6 +268,26 @@ REPORT_SCHEMA: dict[str, Any] = {
                 {"test": {"type": "string"}, "effect_size": {"type": "string"}, **{f.name: {"type": "number"} for f in fields(AnalysisSettings)}}
             ),
             "task_states": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+            "disaster_recovery": _object(
+                {
+                    "status": {"enum": ["met", "missed", "not_injected"]},
+                    "reasons": {"type": "array", "items": {"type": "string"}},
+                    "rto_s": _NUMBER,
+                    "rpo_s": _NUMBER,
+                    "targets": _object({"rto_s": _NUMBER, "rpo_s": _NUMBER}),
+                    "primary_before": _TEXT,
+                    "primary_after": _TEXT,
+                    "outage": _object(
+                        {"started_at": _TIME, "first_failure_at": _TIME, "recovered_at": _TIME, "failed_writes": {"type": "integer", "minimum": 0}},
+                        nullable=True,
+                    ),
+                    "canaries": _object(
+                        {k: {"type": "integer", "minimum": 0} for k in ("sent", "acknowledged", "failed", "lost", "unverified")}
+                        | {"interval_s": _NUMBER, "lost_ids": {"type": "array"}}
+                    ),
+                },
+                nullable=True,
+            ),
         }
     ),
 }
