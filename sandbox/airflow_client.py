@@ -187,7 +187,10 @@ class AirflowClient:
         return self.request("GET", "/importErrors", params={"limit": 100})["import_errors"]
 
     def unpause(self, dag_id: str) -> None:
-        self.request("PATCH", f"/dags/{quote(dag_id, safe='')}", json={"is_paused": False})
+        self.set_paused(dag_id, False)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.request("PATCH", f"/dags/{quote(dag_id, safe='')}", json={"is_paused": paused})
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0, *, unpause: bool = True) -> dict[str, Any]:
         """Wait until the dag-processor has parsed `dag_id` and the API lists it; unpause it."""
