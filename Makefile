@@ -2,31 +2,41 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml Makefile | sha1sum | cut -c1-12)
 
-.PHONY: install test demo sandbox-up sandbox-down validate clean
+.PHONY: install system system-tests test demo sandbox-up sandbox-down validate clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	# Bytecode compiled once here: Airflow starts a Python process per task, and one that compiles
+	# Airflow and the Kubernetes client from source (no .pyc, PYTHONDONTWRITEBYTECODE) spends
+	# seconds of every task on it.
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -e .
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
 
-## Runs every test (unit, sandbox, Airflow end-to-end). Needs Debian's prometheus and
-## prometheus-pushgateway on PATH (.ci/run installs them).
-test: install
+## Debian's prometheus and prometheus-pushgateway (and kubectl for the tests), when missing.
+system:
+	sandbox/system-packages.sh
+
+system-tests:
+	sandbox/system-packages.sh --tests
+
+## Runs every test (unit, sandbox, Airflow end-to-end).
+test: install system-tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The demo on the sandbox: a fault applied through the Kubernetes API and seen in Prometheus.
-demo: install
+demo: install system
 	$(BIN)/python -m sandbox.demo $(if $(ONCE),--once,)
 
 validate: install
 	$(BIN)/chaosctl validate
 
-sandbox-up: install
+sandbox-up: install system
 	$(BIN)/chaos-sandbox up
 
 sandbox-down:

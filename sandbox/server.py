@@ -28,9 +28,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app, port: int, *, lifespan: str) -> _Server:
+def _server(app, host: str, port: int, *, lifespan: str) -> _Server:
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan=lifespan
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan=lifespan
     )
     return _Server(config)
 
@@ -67,9 +67,10 @@ async def serve(options: argparse.Namespace) -> None:
     write_targets(targets, platform.scrape_targets(address))
 
     # The API server checks the kubeconfig's token, as a real one would check its user.
-    kube = _server(create_app(platform, token=DUMMY_TOKEN), options.kube_port, lifespan="auto")
+    kube = _server(create_app(platform, token=DUMMY_TOKEN), options.host, options.kube_port, lifespan="auto")
     exporter = _server(
         create_exporter_app(platform, health=lambda: {"kube_api": kube.started}),
+        options.host,
         options.metrics_port,
         lifespan="off",
     )
@@ -80,7 +81,7 @@ async def serve(options: argparse.Namespace) -> None:
 
     simulation = asyncio.create_task(_simulate(platform, targets, address, stop))
     servers = [asyncio.create_task(kube.serve()), asyncio.create_task(exporter.serve())]
-    log.info("sandbox serving: kube API :%d, metrics :%d", options.kube_port, options.metrics_port)
+    log.info("sandbox serving on %s: kube API :%d, metrics :%d", options.host, options.kube_port, options.metrics_port)
     stopped = asyncio.create_task(stop.wait())
     # Either a signal, or one server died (port taken, crash): then the sandbox is not usable.
     await asyncio.wait([stopped, *servers], return_when=asyncio.FIRST_COMPLETED)
@@ -94,6 +95,8 @@ async def serve(options: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox.server", description=__doc__)
     parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address both servers listen on (0.0.0.0 in a container other containers reach)")
     parser.add_argument("--kube-port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
     parser.add_argument("--rate", type=float, default=20.0, help="bookings per second")

@@ -28,14 +28,27 @@ def default_holder() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
+#: Holder prefix of the beat the inject task writes for the monitor to take over.
+INJECT_HOLDER_PREFIX = "inject:"
+
+
 @dataclass(frozen=True)
 class Beat:
     holder: str
     renewed: dt.datetime | None
+    #: The Lease's leaseDurationSeconds: the longest its writer promised to go without renewing.
     interval_s: int
 
     def age_s(self, now: dt.datetime) -> float:
         return float("inf") if self.renewed is None else (now - self.renewed).total_seconds()
+
+    def allowed_age_s(self, grace_s: float) -> float:
+        """How old this beat may get before its fault counts as unwatched: the grace, or longer
+        when the writer promised longer (the inject task's hand-over to the monitor)."""
+        return max(grace_s, float(self.interval_s))
+
+    def fresh(self, now: dt.datetime, grace_s: float) -> bool:
+        return self.age_s(now) <= self.allowed_age_s(grace_s)
 
 
 class Heartbeat:
@@ -56,6 +69,7 @@ class Heartbeat:
         return Beat(lease.spec.holder_identity or "", lease.spec.renew_time, lease.spec.lease_duration_seconds or 0)
 
     def renew(self, holder: str, interval_s: float, now: dt.datetime | None = None) -> None:
+        """Beat now, promising the next beat within `interval_s` (the Lease's leaseDurationSeconds)."""
         now = now or dt.datetime.now(dt.timezone.utc)
         lease = self.hook.get_lease(self.name, self.namespace)
         body = V1Lease(
@@ -66,7 +80,7 @@ class Heartbeat:
                 annotations={ANNOTATION_FAULT_KIND: self.kind.value},
                 resource_version=lease.metadata.resource_version if lease else None,
             ),
-            # leaseDurationSeconds records the renewal cadence, for people reading the Lease.
+            # leaseDurationSeconds: the promised cadence; the watchdog allows max(grace, it).
             spec=V1LeaseSpec(holder_identity=holder, renew_time=now, lease_duration_seconds=max(1, round(interval_s)),
                              acquire_time=(lease.spec.acquire_time if lease and lease.spec else None) or now),
         )

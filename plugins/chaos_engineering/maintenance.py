@@ -18,7 +18,7 @@ from airflow.sdk import ObjectStoragePath
 from chaos_engineering.chaosmesh.constants import PLURALS, ChaosKind
 from chaos_engineering.chaosmesh.duration import parse_go_duration
 from chaos_engineering.emergency import ObjectRef, owned_objects
-from chaos_engineering.heartbeat import ANNOTATION_FAULT_KIND, LABEL_HEARTBEAT_OF, Heartbeat
+from chaos_engineering.heartbeat import ANNOTATION_FAULT_KIND, LABEL_HEARTBEAT_OF, Beat, Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock, LockState
 from chaos_engineering.render import OWNED_SELECTOR
@@ -85,11 +85,11 @@ def is_finished(obj: dict[str, Any], now: dt.datetime) -> bool:
     return False
 
 
-def run_is_live(ref: ObjectRef, lock: LockState | None, beat_age_s: float | None, heartbeat_grace_s: float, now: dt.datetime) -> bool:
+def run_is_live(ref: ObjectRef, lock: LockState | None, beat: Beat | None, heartbeat_grace_s: float, now: dt.datetime) -> bool:
     """Its run holds an unexpired lock, or its fault's heartbeat is fresh."""
     if lock is not None and ref.run and lock.holder == ref.run and not lock.expired(now):
         return True
-    return beat_age_s is not None and beat_age_s <= heartbeat_grace_s
+    return beat is not None and beat.fresh(now, heartbeat_grace_s)
 
 
 def clean_chaos_objects(
@@ -109,7 +109,7 @@ def clean_chaos_objects(
             continue  # being deleted already
         try:
             beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
-            if run_is_live(ref, lock, beat.age_s(now) if beat else None, heartbeat_grace_s, now):
+            if run_is_live(ref, lock, beat, heartbeat_grace_s, now):
                 report.kept.append(ref)
                 continue
             if is_finished(obj, now):

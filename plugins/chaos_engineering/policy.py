@@ -103,6 +103,10 @@ class SafetySettings(Strict):
     max_failed_reads: int = Field(ge=1, le=10)
     query_timeout: Seconds
     lock_wait: Seconds
+    # The inject task's heartbeat promises the monitor's first one within this long (the
+    # dead-man watchdog removes the fault after it): scheduling the monitor task and handing its
+    # trigger to a triggerer (a pod start with the KubernetesExecutor) happen in between.
+    monitor_handover: Seconds = Field(default=60.0, ge=10, le=600)
     thresholds: dict[str, Threshold] = Field(min_length=1)
 
 

@@ -3,7 +3,9 @@
 Meant to run apart from Airflow (`chaosctl watchdog`, a Deployment in the cluster): when the
 scheduler, triggerer or workers die mid-fault, nothing watches the thresholds any more, and the
 fault would last until Chaos Mesh's own `duration`. The watchdog bounds that to about
-`grace + interval` after the last renewal.
+`grace + interval` after the last renewal. The inject task writes the first heartbeat with a
+longer promise (the policy's `safety.monitor_handover`): the monitor task has to be scheduled and
+its trigger picked up by a triggerer (with the KubernetesExecutor, a pod started) before it beats.
 
 Ages are measured between the heartbeat's `renewTime` (written with the monitor's clock) or the
 object's `creationTimestamp` (the API server's) and the watchdog's clock: the hosts must keep time
@@ -21,7 +23,7 @@ from typing import Any
 
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.emergency import ObjectRef, owned_objects
-from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Beat, Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.triggers import _fault_state
 
@@ -54,13 +56,18 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def stale_reason(obj: dict[str, Any], beat_age_s: float | None, grace_s: float, now: dt.datetime) -> str | None:
+def stale_reason(obj: dict[str, Any], beat: Beat | None, grace_s: float, now: dt.datetime) -> str | None:
     """Why this fault must go (None: keep it). Pure, for unit tests."""
     state = _fault_state(obj)
     if state != "active":
         return None  # being deleted already, or Chaos Mesh ended it (maintenance removes those)
-    if beat_age_s is not None:
-        return f"heartbeat {beat_age_s:.1f} s old (grace {grace_s:g} s): its monitor is gone" if beat_age_s > grace_s else None
+    if beat is not None:
+        if beat.fresh(now, grace_s):
+            return None
+        if beat.holder.startswith(INJECT_HOLDER_PREFIX):
+            return (f"heartbeat {beat.age_s(now):.1f} s old, written at injection (hand-over {beat.interval_s} s): "
+                    "its monitor never started")
+        return f"heartbeat {beat.age_s(now):.1f} s old (grace {grace_s:g} s): its monitor is gone"
     created = _parse_time(obj["metadata"].get("creationTimestamp"))
     age = (now - created).total_seconds() if created else float("inf")
     return f"no heartbeat, created {age:.1f} s ago (grace {grace_s:g} s): nothing monitors it" if age > grace_s else None
@@ -78,7 +85,7 @@ def sweep(hook: ChaosMeshHook, grace_s: float = DEFAULT_GRACE_S, now: dt.datetim
         result.checked += 1
         try:
             beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
-            reason = stale_reason(obj, beat.age_s(now) if beat else None, grace_s, now)
+            reason = stale_reason(obj, beat, grace_s, now)
             if reason is None:
                 continue
             hook.delete(ChaosKind(ref.kind), ref.name, ref.namespace)

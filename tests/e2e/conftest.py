@@ -32,8 +32,12 @@ def start_stack(
     session for reading; the caller must `stop()` the stack.
     """
     home = tmp_path_factory.mktemp("airflow-home")
+    # Every run of a test is triggered by the test. The tier DAGs' own schedules (the low tier's
+    # rotation at its latest tick, once unpaused) would otherwise inject beside it, depending on
+    # the hour CI runs at. The timetables themselves are tested without a scheduler.
+    settings = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"} | dict(env or {})
     stack = AirflowStack.start(
-        home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=dict(env or {}), executor=executor
+        home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=settings, executor=executor
     )
     timings = ", ".join(f"{phase} at {seconds:.1f}s" for phase, seconds in stack.timings.items())
     memory = stack.memory()

@@ -22,10 +22,6 @@ OPEN_WINDOW = {"business_hours.weekly": {}, "business_hours.freeze_dates": [], "
 def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
     with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
         chaos.admin.wait_for_dag(DAG_ID, timeout=180)
-        # OPEN_WINDOW drops business hours: the tier DAGs' own schedules would then fire (the
-        # low tier's rotation at its latest tick) beside the drill. Only the drill runs here.
-        for dag_id in ("chaos_low_risk", "chaos_medium_risk", "chaos_high_risk"):
-            chaos.admin.set_paused(dag_id, True)
         yield chaos
 
 

@@ -120,7 +120,7 @@ class Runbook:
         if argv[0] == "chaosctl":
             return [CHAOSCTL, *argv[1:]]
         kubectl = shutil.which("kubectl")
-        assert kubectl, "kubectl is not installed: .ci/run installs it (Debian's kubernetes-client)"
+        assert kubectl, "kubectl is not installed: `make test` installs it (sandbox/system-packages.sh --tests)"
         return [kubectl, *argv[1:]]
 
     def __call__(self, command: str, *, cwd: Path = REPO_ROOT, **values: str) -> subprocess.CompletedProcess:

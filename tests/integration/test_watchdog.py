@@ -73,6 +73,46 @@ def test_a_fault_never_watched_goes_after_grace(faults):
     assert removal.reason.startswith("no heartbeat, created") and removal.fault.run.startswith("chaos_low_risk/manual__")
 
 
+def test_the_inject_task_hands_the_fault_over_to_its_monitor(faults):
+    """The inject task's heartbeat keeps the fault past the grace until the monitor's hand-over
+    budget (policy `safety.monitor_handover`) runs out; then the watchdog removes it."""
+    from types import SimpleNamespace
+
+    from chaos_engineering.lock import ExperimentLock
+    from chaos_engineering.operators.fault import InjectFaultOperator
+    from chaos_engineering.policy import load_policy
+    from chaos_engineering.render import LABEL_RUN_KEY
+
+    policy, _ = load_policy()
+    handover = policy.safety.monitor_handover
+    assert handover > watchdog.DEFAULT_GRACE_S + 10
+    run = SimpleNamespace(dag_id="chaos_low_risk", run_id=f"manual__handover-{time.time_ns()}")
+    body = create_fault("wd-handover")  # a template: the operator creates its own copy
+    remove(body)
+    manifest = {**body, "metadata": {"name": body["metadata"]["name"] + "-x", "namespace": NAMESPACE,
+                                     "labels": body["metadata"]["labels"] | {LABEL_RUN_KEY: run.run_id[-40:]},
+                                     "annotations": body["metadata"]["annotations"]}}
+    manifest.pop("status", None)
+    lock = ExperimentLock(ChaosMeshHook(), NAMESPACE)
+    lock.acquire(f"{run.dag_id}/{run.run_id}", 300)
+    try:
+        ref = InjectFaultOperator(task_id="inject", plan={"manifest": manifest}).execute({"dag_run": run})
+    finally:
+        lock.release(f"{run.dag_id}/{run.run_id}")
+    fault = get({"kind": ref["kind"], "metadata": {"name": ref["name"], "namespace": ref["namespace"]}})
+    faults.append(fault)
+    beat = heartbeat(fault).read()
+    assert beat is not None and beat.holder.startswith("inject:") and beat.interval_s == round(handover)
+
+    injected = dt.datetime.now(dt.timezone.utc)
+    name = ref["name"]
+    past_grace = watchdog.sweep(ChaosMeshHook(), now=injected + dt.timedelta(seconds=watchdog.DEFAULT_GRACE_S + 10))
+    assert name not in [r.fault.name for r in past_grace.removed] and get(fault) is not None
+    late = watchdog.sweep(ChaosMeshHook(), now=injected + dt.timedelta(seconds=handover + 2))
+    [removal] = [r for r in late.removed if r.fault.name == name]
+    assert "written at injection" in removal.reason and "its monitor never started" in removal.reason
+
+
 def test_not_our_faults_are_never_touched(faults):
     foreign = create_fault("wd-foreign", owned=False)
     faults.append(foreign)

@@ -14,7 +14,7 @@ SERVICES = COMPOSE["services"]
 AIRFLOW = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer", "airflow-init"]
 STATEFUL = ["postgres", "redis", "prometheus", "pushgateway", "grafana", "minio", "sandbox"]
 CONNECTIONS = ["AIRFLOW_CONN_KUBERNETES_DEFAULT", "AIRFLOW_CONN_PROMETHEUS_DEFAULT", "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT",
-               "AIRFLOW_CONN_SLACK_CHAOS", "AIRFLOW_CONN_AWS_REPORTS"]
+               "AIRFLOW_CONN_SLACK_CHAOS", "AIRFLOW_CONN_AWS_REPORTS", "AIRFLOW_CONN_DR_PROBE_DEFAULT"]
 
 
 def _env_example() -> dict[str, str]:
@@ -89,3 +89,31 @@ def test_env_example_connections_are_json_pointing_at_the_compose_services() -> 
     kube = conns["AIRFLOW_CONN_KUBERNETES_DEFAULT"]["extra"]
     assert kube["namespace"] == yaml.safe_load((REPO_ROOT / "include/safety_policy.yaml").read_text())["chaos_namespace"]
     assert kube["kube_config"]["clusters"][0]["cluster"]["server"] == "http://sandbox:6443"
+
+
+def test_the_airflow_image_is_built_from_the_pinned_requirements() -> None:
+    """The compose services run the project's image: built from the Dockerfile, on the Airflow
+    and Python the requirements pin, with constraints.txt beside the requirements that read it."""
+    common = COMPOSE["x-airflow-common"]
+    assert common["build"] == "." and SERVICES["sandbox"]["image"] == common["image"]
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in common["environment"]
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    [base] = re.findall(r"^FROM apache/airflow:(\S+)$", dockerfile, re.MULTILINE)
+    pinned = re.search(r"^apache-airflow==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    assert base == f"{pinned}-python3.11"
+    assert "-c constraints.txt" in (REPO_ROOT / "requirements.txt").read_text()
+    assert re.search(r"^COPY .*requirements\.txt constraints\.txt /opt/chaos/$", dockerfile, re.MULTILINE)
+    assert "pip install --no-cache-dir -r /opt/chaos/requirements.txt" in dockerfile
+    for folder in ("dags", "plugins", "include"):
+        assert re.search(rf"^COPY .*{folder} /opt/airflow/{folder}$", dockerfile, re.MULTILINE)
+
+
+def test_the_sandbox_listens_where_the_airflow_containers_reach_it() -> None:
+    """Airflow reaches the sandbox as sandbox:6443 (its own loopback would be refused)."""
+    command = SERVICES["sandbox"]["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    kube = json.loads(_env_example()["AIRFLOW_CONN_KUBERNETES_DEFAULT"])
+    server = kube["extra"]["kube_config"]["clusters"][0]["cluster"]["server"]
+    assert server == f"http://sandbox:{command[command.index('--kube-port') + 1]}"
+    probe = json.loads(_env_example()["AIRFLOW_CONN_DR_PROBE_DEFAULT"])
+    assert probe["host"] == f"http://sandbox:{command[command.index('--metrics-port') + 1]}"

@@ -81,3 +81,34 @@ def test_a_missing_rule_file_is_refused_before_anything_starts(tmp_path):
 def test_help_documents_the_state_dir(command):
     result = cli(command, "--help")
     assert result.returncode == 0 and "--state-dir" in result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_the_server_listens_on_the_address_it_is_given(tmp_path, host):
+    """docker-compose runs it with --host 0.0.0.0 so that other containers reach it."""
+    import time
+
+    import psutil
+    import requests
+
+    kube, metrics = free_port(), free_port()
+    server = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--state-dir", str(tmp_path), "--host", host,
+                               "--kube-port", str(kube), "--metrics-port", str(metrics)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (listening(f"http://127.0.0.1:{kube}") and listening(f"http://127.0.0.1:{metrics}")):
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        bound = {c.laddr.port: c.laddr.ip for c in psutil.Process(server.pid).net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        assert bound == {kube: host, metrics: host}
+        assert requests.get(f"http://127.0.0.1:{metrics}/healthz", timeout=5).ok
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -128,6 +128,7 @@ RULE_CASES = [
     case("percent-over", "NetworkChaos", {"action": "corrupt", "delay": DELETE, "corrupt": {"corrupt": "101"}}, "chaos.spec.corrupt.corrupt", "percent-string", "0 to 100"),
     case("percent-correlation", "NetworkChaos", {"delay.correlation": "high"}, "chaos.spec.delay.correlation", "percent-string", "'high'"),
     # rate, byte-size, format.
+    case("rate-bit-unit", "NetworkChaos", {"action": "bandwidth", "delay": DELETE, "bandwidth": {"rate": "100kbit", "limit": 1, "buffer": 1}}, "chaos.spec.bandwidth.rate", "rate", "'100kbit'", "refuses bit units"),
     case("rate-unit", "NetworkChaos", {"action": "bandwidth", "delay": DELETE, "bandwidth": {"rate": "1 gigabit", "limit": 1, "buffer": 1}}, "chaos.spec.bandwidth.rate", "rate", "'1 gigabit'", "kbps"),
     case("byte-size", "StressChaos", {"stressors": {"memory": {"workers": 1, "size": "lots"}}}, "chaos.spec.stressors.memory.size", "byte-size", "'lots'", "256MB"),
     case("byte-size-percent", "StressChaos", {"stressors": {"memory": {"workers": 1, "size": "150%"}}}, "chaos.spec.stressors.memory.size", "byte-size", "0% to 100%"),
@@ -182,7 +183,7 @@ VALID_VARIANTS = [
     pytest.param("PodChaos", {"selector": {"pods": {"shop": ["web-0"]}, "podPhaseSelectors": ["Running"], "expressionSelectors": [{"key": "app", "operator": "DoesNotExist"}]}}, id="selector-variety"),
     pytest.param("NetworkChaos", {"action": "partition", "delay": DELETE}, id="partition-without-target"),
     pytest.param("NetworkChaos", {"action": "partition", "delay": DELETE, "direction": "both"}, id="partition-both-without-target"),
-    pytest.param("NetworkChaos", {"action": "netem", "delay": DELETE, "rate": {"rate": "100kbit"}}, id="netem-rate-only"),
+    pytest.param("NetworkChaos", {"action": "netem", "delay": DELETE, "rate": {"rate": "100kbps"}}, id="netem-rate-only"),
     pytest.param("NetworkChaos", {"direction": "from", "target": {"selector": SELECTOR, "mode": "fixed-percent", "value": "50"}}, id="from-with-target"),
     pytest.param("NetworkChaos", {"delay": {"latency": "90ms", "jitter": "0ms", "correlation": "0.5", "reorder": {"reorder": "10", "gap": 5}}}, id="delay-reorder"),
     pytest.param("StressChaos", {"stressors": DELETE, "stressngStressors": "--cpu 1"}, id="stress-ng-only"),

@@ -27,6 +27,7 @@ CASES = [
     ("bad-rule", {"safety.thresholds.error_rate.rule": "below"}, "safety.thresholds[error_rate].rule", "enum"),
     ("negative-limit", {"safety.thresholds.error_rate.limit": -1}, "safety.thresholds[error_rate]", "invalid-value"),
     ("failed-reads", {"safety.max_failed_reads": 0}, "safety.max_failed_reads", "range"),
+    ("handover-too-short", {"safety.monitor_handover": "5s"}, "safety.monitor_handover", "range"),
     ("recovery-unknown-threshold", {"recovery.business.thresholds": ["bookings"]}, "", "invalid-value"),
     ("approval-role-without-approvers", {"tiers.medium.approvals": ["dba"]}, "", "invalid-value"),
     ("missing-tier", {"tiers.high": DELETE}, "", "invalid-value"),

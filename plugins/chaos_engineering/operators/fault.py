@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat, default_holder
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.notify import announce, metrics
@@ -66,10 +67,22 @@ class InjectFaultOperator(BaseOperator):
             body["metadata"]["annotations"][ANNOTATION_APPROVALS] = _approvals_annotation(self.approvals)
             created = self.hook.create(body)
         injected_at = time.time()
+        self._hand_over(created, policy.safety.monitor_handover)
         self.log.info("injected %s %s/%s (duration %s)", kind.value, created["metadata"]["namespace"], created["metadata"]["name"], manifest["spec"].get("duration"))
         fault = fault_ref(created) | {"injected_at": injected_at, "uid": created["metadata"].get("uid")}
         announce("started", context=context, plan=self.plan, extra={"fault": fault})
         return fault
+
+
+    def _hand_over(self, created: dict[str, Any], handover_s: float) -> None:
+        """The fault's first heartbeat, promising the monitor's within `handover_s`: until the
+        monitor's trigger beats, the watchdog keeps the fault that long (not only its grace).
+        Best effort: without it the watchdog counts from the object's creation (fails closed)."""
+        ref = fault_ref(created)
+        try:
+            Heartbeat(self.hook, ref["kind"], ref["name"], ref["namespace"]).renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
+        except Exception as exc:
+            self.log.warning("cannot write the hand-over heartbeat of %s/%s (the watchdog counts from creation): %s", ref["namespace"], ref["name"], exc)
 
 
 def _approvals_annotation(approvals: Any) -> str:
