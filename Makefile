@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt pyproj
 
 .PHONY: install system system-tests test demo sandbox-up sandbox-down validate clean
 
+# Bytecode is compiled once here: Airflow starts a Python process per task, and one that compiles
+# Airflow and the Kubernetes client from source (no .pyc, PYTHONDONTWRITEBYTECODE) spends seconds
+# of every task on it.
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "uv==0.13.9"
-	# Bytecode compiled once here: Airflow starts a Python process per task, and one that compiles
-	# Airflow and the Kubernetes client from source (no .pyc, PYTHONDONTWRITEBYTECODE) spends
-	# seconds of every task on it.
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -e .
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
