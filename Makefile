@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt pyproj
 # Airflow and the Kubernetes client from source (no .pyc, PYTHONDONTWRITEBYTECODE) spends seconds
 # of every task on it.
 $(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11, 5) <= sys.version_info[:3] < (3, 12) else "Python 3.11.5 or a later 3.11 is needed (the pinned requirements): $(PYTHON) is " + sys.version.split()[0] + "; install one, or run make PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "uv==0.13.9"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -e .

@@ -134,7 +134,8 @@ def _status(args: argparse.Namespace) -> int:
         ref = ObjectRef.of(obj)
         beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
         faults.append({"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "run": ref.run, "state": _fault_state(obj),
-                       "heartbeat_age_s": round(beat.age_s(now), 1) if beat else None})
+                       "heartbeat_age_s": round(beat.age_s(now), 1) if beat else None,
+                       "heartbeat_by": beat.holder if beat else None, "heartbeat_promise_s": beat.interval_s if beat else None})
     runs = _last_runs(policy.reports.base_url, args.runs)
     if args.format == "json":
         print(json.dumps({"halt": halt.as_dict(), "lock": lock and {"holder": lock.holder, "expires": str(lock.expires())},
@@ -144,7 +145,9 @@ def _status(args: argparse.Namespace) -> int:
     print(f"lock:   {f'held by {lock.holder}, expires {lock.expires():%Y-%m-%d %H:%M:%S} UTC' if lock else 'free'}")
     print(f"faults: {len(faults)} of ours in the cluster")
     for f in faults:
-        beat = f"heartbeat {f['heartbeat_age_s']} s ago" if f["heartbeat_age_s"] is not None else "no heartbeat"
+        beat = "no heartbeat"
+        if f["heartbeat_age_s"] is not None:
+            beat = f"heartbeat {f['heartbeat_age_s']} s ago by {f['heartbeat_by']} (next within {f['heartbeat_promise_s']} s)"
         print(f"  {f['kind']} {f['namespace']}/{f['name']} [{f['state']}] run {f['run'] or '-'}, {beat}")
     if runs is not None:
         print(f"last runs ({policy.reports.base_url}):")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from chaos_engineering.chaosmesh.constants import ChaosKind
@@ -63,3 +67,16 @@ def remove(obj: dict[str, Any]) -> None:
         time.sleep(0.2)
     if current is not None:
         hook.patch(kind, obj["metadata"]["name"], obj["metadata"]["namespace"], {"metadata": {"finalizers": []}})
+
+
+CHAOSCTL = str(Path(sys.executable).with_name("chaosctl"))
+
+
+def chaosctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CHAOSCTL, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def json_out(result: subprocess.CompletedProcess) -> dict:
+    """The JSON document, after any log line Airflow's own configuration printed first."""
+    lines = result.stdout.splitlines()
+    return json.loads("\n".join(lines[next(i for i, line in enumerate(lines) if line == "{"):]))

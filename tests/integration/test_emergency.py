@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +20,9 @@ from chaos_engineering.operators.fault import InjectFaultOperator
 from chaos_engineering.operators.plan import PlanExperimentOperator
 from chaos_engineering.policy import load_policy
 from chaos_engineering.triggers import MIN_EVENT_DELAY_S, FaultMonitorTrigger
-from tests.integration.chaos_support import NAMESPACE, create_fault, get, remove, wait_injected
+from tests.integration.chaos_support import NAMESPACE, chaosctl, create_fault, get, json_out, remove, wait_injected
 
 POLICY, _ = load_policy()
-CHAOSCTL = str(Path(sys.executable).with_name("chaosctl"))
 
 
 @pytest.fixture
@@ -140,16 +135,6 @@ def test_a_monitored_run_sees_its_fault_gone(cluster):
     finally:
         stopper.join()
     assert event["status"] == "gone", event
-
-
-def chaosctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CHAOSCTL, *args], capture_output=True, text=True, timeout=120, env=env)
-
-
-def json_out(result: subprocess.CompletedProcess) -> dict:
-    """The JSON document, after any log line Airflow's own configuration printed first."""
-    lines = result.stdout.splitlines()
-    return json.loads("\n".join(lines[next(i for i, line in enumerate(lines) if line == "{"):]))
 
 
 def test_chaosctl_stop_status_resume(cluster, sandbox):

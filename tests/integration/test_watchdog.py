@@ -13,7 +13,7 @@ from chaos_engineering import watchdog
 from chaos_engineering.heartbeat import Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.triggers import FaultMonitorTrigger
-from tests.integration.chaos_support import NAMESPACE, create_fault, get, remove
+from tests.integration.chaos_support import NAMESPACE, chaosctl, create_fault, get, json_out, remove
 
 GRACE_S = 5.0
 
@@ -103,6 +103,14 @@ def test_the_inject_task_hands_the_fault_over_to_its_monitor(faults):
     faults.append(fault)
     beat = heartbeat(fault).read()
     assert beat is not None and beat.holder.startswith("inject:") and beat.interval_s == round(handover)
+
+    # What an SRE sees meanwhile: who beat last, and what it promised.
+    status = chaosctl("status", "--format", "json")
+    assert status.returncode == 0, status.stderr
+    [listed] = [f for f in json_out(status)["faults"] if f["name"] == ref["name"]]
+    assert listed["heartbeat_by"].startswith("inject:") and listed["heartbeat_promise_s"] == round(handover)
+    text = chaosctl("status").stdout
+    assert f"{ref['name']} [active]" in text and f"by {listed['heartbeat_by']} (next within {round(handover)} s)" in text
 
     injected = dt.datetime.now(dt.timezone.utc)
     name = ref["name"]
