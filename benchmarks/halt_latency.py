@@ -7,9 +7,10 @@ Each run injects a fault that breaches (every booking-api pod fails), runs the k
 trigger (`FaultMonitorTrigger`, the code the Airflow triggerer runs) and, beside it, polls
 Prometheus and the Kubernetes API every 100 ms to time-stamp: the first sample beyond the bound
 (visible), the trigger's breach, its delete request, and the object's disappearance (gone, after
-Chaos Mesh's finalizer recovered the pods). The trigger's event itself is held back (Airflow's
-deferral race, `MIN_EVENT_DELAY_S`); the deletion is not, and the halt is timed on the cluster. The trigger is run in-process: Airflow adds nothing
-between a trigger's breach and its delete, both happen inside the trigger.
+Chaos Mesh's finalizer recovered the pods). The trigger is run in-process: Airflow adds nothing
+between a trigger's breach and its delete, both happen inside the trigger. The trigger's event is
+held back (Airflow's deferral race, `MIN_EVENT_DELAY_S`), its deletion is not: "gone" is timed on
+the cluster, not from the event.
 """
 
 from __future__ import annotations

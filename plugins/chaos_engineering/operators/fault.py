@@ -73,7 +73,6 @@ class InjectFaultOperator(BaseOperator):
         announce("started", context=context, plan=self.plan, extra={"fault": fault})
         return fault
 
-
     def _hand_over(self, created: dict[str, Any], handover_s: float) -> None:
         """The fault's first heartbeat, promising the monitor's within `handover_s`: until the
         monitor's trigger beats, the watchdog keeps the fault that long (not only its grace).
