@@ -400,6 +400,28 @@ class AirflowClient:
         path = self._task_path(dag_id, run_id, task_id) + f"/xcomEntries/{quote(key, safe='')}"
         return self.request("GET", path, params={"map_index": map_index})["value"]
 
+    def set_xcom(
+        self, dag_id: str, run_id: str, task_id: str, value: Any, key: str = "return_value", map_index: int = -1
+    ) -> dict[str, Any]:
+        """Overwrite a task's XCom, as any account with the `user` role may."""
+        path = self._task_path(dag_id, run_id, task_id) + f"/xcomEntries/{quote(key, safe='')}"
+        return self.request("PATCH", path, json={"value": value, "map_index": map_index})
+
+    # -- task states: what an operator in the UI can do with "Mark as" and "Clear" ----------------
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
+        """Mark a task instance success, failed or skipped."""
+        return self.request("PATCH", self._task_path(dag_id, run_id, task_id), json={"new_state": state})
+
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str], *, include_downstream: bool = False) -> Any:
+        """Clear task instances of a run so the scheduler runs them again."""
+        return self.request(
+            "POST",
+            f"/dags/{quote(dag_id, safe='')}/clearTaskInstances",
+            json={"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False,
+                  "include_downstream": include_downstream, "reset_dag_runs": True},
+        )
+
     def task_log(
         self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
     ) -> str:

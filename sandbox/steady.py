@@ -16,7 +16,9 @@ def wait_steady(policy: SafetyPolicy, window_s: float | None = None, timeout: fl
     window_s = window_s or policy.preflight.healthy_window
     deadline = time.monotonic() + timeout
     while True:
-        _, problems = steady_state(PrometheusHook(), thresholds, window_s, dt.datetime.now(dt.timezone.utc))
+        _, problems = steady_state(
+            PrometheusHook(), thresholds, window_s, dt.datetime.now(dt.timezone.utc), steady_limits=policy.preflight.steady_limits
+        )
         if not problems:
             return
         assert time.monotonic() < deadline, f"the sandbox did not settle in {timeout} s: {problems}"

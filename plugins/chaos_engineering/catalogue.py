@@ -13,8 +13,8 @@ from chaos_engineering.experiment import Experiment, parse_experiment
 from chaos_engineering.issues import ValidationIssue
 from chaos_engineering.policy import DEFAULT_POLICY_NAME, SafetyPolicy, Tier, default_include_dir, load_policy
 from chaos_engineering.rules import check_experiment
+from chaos_engineering.yamlload import StrictYAMLError, load_documents
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -54,9 +54,11 @@ def experiment_files(paths: Iterable[Path]) -> list[Path]:
 
 def _read(path: Path) -> tuple[object, list[ValidationIssue]]:
     try:
-        documents = [d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d is not None]
+        documents = [d for d in load_documents(path.read_text()) if d is not None]
     except OSError as exc:
         return None, [ValidationIssue(str(path), "", "unreadable", f"cannot read the file: {exc.strerror}")]
+    except StrictYAMLError as exc:
+        return None, [ValidationIssue(str(path), exc.field, exc.rule, exc.message)]
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         return None, [ValidationIssue(str(path), "", "yaml", f"not valid YAML: {exc}")]
     if len(documents) != 1:

@@ -101,8 +101,10 @@ def _stop(args: argparse.Namespace) -> int:
     hook, policy = _cluster(args)
     report = emergency_stop(hook, policy, _who(args), args.reason, recovery_timeout_s=args.recovery_timeout)
     if not args.no_alert:
-        announce("emergency_stop", extra={"removed": [r.__dict__ for r in report.removed], "requested_by": report.requested_by,
-                                          "reason": report.reason, "failed_runs": report.runs, "errors": report.errors})
+        forced = [f"finalizer clean-up forced on {r.kind} {r.namespace}/{r.name}: check its targets" for r in report.forced]
+        announce("emergency_stop", extra={"removed": [r.__dict__ for r in report.removed], "forced": [r.__dict__ for r in report.forced],
+                                          "requested_by": report.requested_by, "reason": report.reason, "failed_runs": report.runs,
+                                          "errors": report.errors + forced})
     print(json.dumps(report.as_dict(), indent=2) if args.format == "json" else report.summary())
     return 0 if report.halt is not None and not report.errors else 1
 
@@ -119,7 +121,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from chaos_engineering.emergency import ObjectRef, owned_objects
+    from chaos_engineering.emergency import ObjectRef, deletion_age_s, is_forced, owned_objects
     from chaos_engineering.halt import HaltFlag
     from chaos_engineering.heartbeat import Heartbeat
     from chaos_engineering.lock import ExperimentLock
@@ -133,9 +135,12 @@ def _status(args: argparse.Namespace) -> int:
     for obj in owned_objects(hook):
         ref = ObjectRef.of(obj)
         beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+        deleting_for = deletion_age_s(obj, now)
         faults.append({"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "run": ref.run, "state": _fault_state(obj),
                        "heartbeat_age_s": round(beat.age_s(now), 1) if beat else None,
-                       "heartbeat_by": beat.holder if beat else None, "heartbeat_promise_s": beat.interval_s if beat else None})
+                       "heartbeat_by": beat.holder if beat else None, "heartbeat_promise_s": beat.interval_s if beat else None,
+                       "deleting_for_s": round(deleting_for, 1) if deleting_for is not None else None,
+                       "stuck": deleting_for is not None and deleting_for > policy.safety.deletion_timeout, "clean_up_forced": is_forced(obj)})
     runs = _last_runs(policy.reports.base_url, args.runs)
     if args.format == "json":
         print(json.dumps({"halt": halt.as_dict(), "lock": lock and {"holder": lock.holder, "expires": str(lock.expires())},
@@ -148,7 +153,11 @@ def _status(args: argparse.Namespace) -> int:
         beat = "no heartbeat"
         if f["heartbeat_age_s"] is not None:
             beat = f"heartbeat {f['heartbeat_age_s']} s ago by {f['heartbeat_by']} (next within {f['heartbeat_promise_s']} s)"
-        print(f"  {f['kind']} {f['namespace']}/{f['name']} [{f['state']}] run {f['run'] or '-'}, {beat}")
+        deleting = ""
+        if f["deleting_for_s"] is not None:
+            deleting = f", deleting for {f['deleting_for_s']} s" + (" (STUCK: past safety.deletion_timeout)" if f["stuck"] else "")
+            deleting += ", finalizer clean-up forced: check its targets" if f["clean_up_forced"] else ""
+        print(f"  {f['kind']} {f['namespace']}/{f['name']} [{f['state']}] run {f['run'] or '-'}, {beat}{deleting}")
     if runs is not None:
         print(f"last runs ({policy.reports.base_url}):")
         for run in runs:
@@ -196,11 +205,17 @@ def _watchdog(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sweeps = watchdog.run(hook, grace_s=args.grace, interval_s=args.interval, stop=stop, once=args.once,
-                          pushgateway_conn_id=args.pushgateway_conn_id, namespace=policy.chaos_namespace)
+                          pushgateway_conn_id=args.pushgateway_conn_id, namespace=policy.chaos_namespace,
+                          deletion_timeout_s=policy.safety.deletion_timeout)
     if args.once:
         result = sweeps[-1]
         print(f"checked {result.checked} fault(s), removed {len(result.removed)}" + "".join(f"\n  {r.fault.kind} {r.fault.namespace}/{r.fault.name}: {r.reason}" for r in result.removed))
-        return 1 if result.errors else 0
+        for stuck in result.stuck:
+            forced = "clean-up forced now" if stuck in result.forced else "clean-up forced earlier, Chaos Mesh has not acted"
+            print(f"STUCK {stuck.fault.kind} {stuck.fault.namespace}/{stuck.fault.name}: {stuck.reason} ({forced}; check its targets)")
+        for error in result.errors:
+            print(f"ERROR {error}")
+        return 1 if result.errors or not result.successful else 0
     return 0
 
 
@@ -231,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop = commands.add_parser("stop", parents=[cluster], help="EMERGENCY STOP: halt new runs, remove every fault of ours, free the lock")
     stop.add_argument("--reason", required=True)
     stop.add_argument("--who", help="recorded as who stopped (default: user@host)")
-    stop.add_argument("--recovery-timeout", type=_duration, default=15.0, help="wait for Chaos Mesh's recovery before forcing the finalizer (default 15s)")
+    stop.add_argument("--recovery-timeout", type=_duration, default=15.0,
+                      help="wait for Chaos Mesh's recovery before forcing its finalizer clean-up (default 15s)")
     stop.add_argument("--no-alert", action="store_true", help="do not send the emergency_stop notification")
     stop.add_argument("--format", choices=["text", "json"], default="text")
     stop.set_defaults(run=_stop)
@@ -246,11 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--format", choices=["text", "json"], default="text")
     status.set_defaults(run=_status)
 
-    watch = commands.add_parser("watchdog", parents=[cluster], help="remove faults whose monitor stopped renewing its heartbeat")
+    watch = commands.add_parser("watchdog", parents=[cluster],
+                                help="remove faults whose monitor stopped renewing its heartbeat (every fault while halted); force stuck deletions")
     watch.add_argument("--grace", type=_duration, default=20.0, help="heartbeat age after which a fault is removed (default 20s)")
     watch.add_argument("--interval", type=_duration, default=5.0, help="time between sweeps (default 5s)")
-    watch.add_argument("--once", action="store_true", help="one sweep, then exit (1 if it hit errors)")
-    watch.add_argument("--pushgateway-conn-id", default=None, help="push chaos_watchdog_* metrics through this connection")
+    watch.add_argument("--once", action="store_true", help="one sweep, then exit (1 if it hit errors or could not list every kind)")
+    watch.add_argument("--pushgateway-conn-id", default=None,
+                       help="push its liveness (chaos_watchdog_*) and stuck deletions through this Airflow connection, "
+                            "e.g. pushgateway_default from AIRFLOW_CONN_PUSHGATEWAY_DEFAULT; without it the liveness alerts fire")
     watch.set_defaults(run=_watchdog)
     return parser
 

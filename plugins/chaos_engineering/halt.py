@@ -48,8 +48,12 @@ class HaltState:
             return f"not halted (resumed by {self.resumed_by} at {self.resumed_at}: {self.resumed_reason}; last halted by {self.halted_by} at {self.halted_at}: {self.halted_reason})"
         return "not halted"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+    def cause(self) -> str:
+        """Who halted, when and why, for the messages of every component that enforces the halt."""
+        return f"halted by {self.halted_by or 'unknown'} at {self.halted_at or 'unknown time'}: {self.halted_reason or 'no reason given'}"
+
+    def as_dict(self, *, history: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if history or k != "history"}
 
 
 NOT_HALTED = HaltState(halted=False)

@@ -107,12 +107,34 @@ class SafetySettings(Strict):
     # dead-man watchdog removes the fault after it): scheduling the monitor task and handing its
     # trigger to a triggerer (a pod start with the KubernetesExecutor) happen in between.
     monitor_handover: Seconds = Field(default=60.0, ge=10, le=600)
+    # A fault whose deletion Chaos Mesh has not finished after this long (a stuck finalizer: the
+    # fault may still be applied) raises an alert and has its finalizer forced off.
+    deletion_timeout: Seconds = Field(default=60.0, ge=5, le=900)
     thresholds: dict[str, Threshold] = Field(min_length=1)
+
+
+class SteadyLimit(Strict):
+    """An absolute bound a threshold's value must respect before any fault (pre-flight): a
+    relative rule alone would accept a platform that is already failing."""
+
+    at_most: float | None = None
+    at_least: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> SteadyLimit:
+        if self.at_most is None and self.at_least is None:
+            raise ValueError("give at_most or at_least (or both)")
+        if self.at_most is not None and self.at_least is not None and self.at_least > self.at_most:
+            raise ValueError("at_least is greater than at_most: nothing could pass")
+        return self
 
 
 class Preflight(Strict):
     healthy_window: Seconds
     critical_alerts_query: str = Field(min_length=1)
+    # Threshold name -> absolute bound before the fault. Every relative threshold (max_drop_percent,
+    # max_increase) needs one (see SafetyPolicy._cross_references).
+    steady_limits: dict[str, SteadyLimit] = Field(default_factory=dict)
 
 
 class RecoveryStage(Strict):
@@ -166,6 +188,9 @@ class Service(Strict):
 
 class ProtectedService(Service):
     level: ProtectionLevel
+    # Host names, IPs or CIDRs the service answers on besides its in-cluster DNS names (which are
+    # derived from its name and namespace): a NetworkChaos externalTarget may not reach them.
+    hosts: list[str] = Field(default_factory=list)
 
 
 class Weekday(str, enum.Enum):
@@ -257,6 +282,9 @@ class TierPolicy(Strict):
     allowed_kinds: dict[ChaosKind, list[str]] = Field(min_length=1)
     blast_radius: BlastRadius
     manual_override: bool = False
+    # How long a human approval counts (from its answer to the injection); the policy's top-level
+    # `approval_valid_for` when not given. An announced tier needs at least its announce_ahead.
+    approval_valid_for: Seconds | None = None
 
 
 class ReportSettings(Strict):
@@ -314,6 +342,10 @@ class SafetyPolicy(Strict):
     tiers: dict[Tier, TierPolicy]
     approvers: dict[str, list[str]] = Field(default_factory=dict)
     approval_timeout: Seconds
+    # An approval answered longer ago than this does not count at injection (per tier: tiers.*.approval_valid_for).
+    approval_valid_for: Seconds = 8 * 3600.0
+    # NetworkChaos/... `remoteCluster` values an experiment may name; none by default (refused).
+    allowed_remote_clusters: list[str] = Field(default_factory=list)
     reports: ReportSettings
     disaster_recovery: DisasterRecovery | None = None
 
@@ -333,6 +365,26 @@ class SafetyPolicy(Strict):
                 for role in rules.approvals
                 if not self.approvers.get(role)
             ]
+        for tier, rules in self.tiers.items():
+            problems += _approver_overlaps(self.approvers, tier, rules.approvals)
+            validity = self.approval_validity(tier)
+            if rules.announce_ahead and validity < rules.announce_ahead:
+                problems.append(
+                    f"tiers.{tier.value}: approvals are valid for {validity:g} s but the tier is announced "
+                    f"{rules.announce_ahead:g} s ahead; an approval given at announcement would expire before "
+                    f"injection (raise tiers.{tier.value}.approval_valid_for)"
+                )
+        known_steady = set(self.preflight.steady_limits)
+        problems += [
+            f"preflight.steady_limits names unknown threshold {name!r} (known: {sorted(known)})"
+            for name in sorted(known_steady - known)
+        ]
+        problems += [
+            f"safety.thresholds.{name} is relative ({threshold.rule.value}) and has no absolute bound in "
+            f"preflight.steady_limits.{name}: a platform already failing would pass pre-flight"
+            for name, threshold in self.safety.thresholds.items()
+            if threshold.rule in (ThresholdRule.MAX_DROP_PERCENT, ThresholdRule.MAX_INCREASE) and name not in known_steady
+        ]
         overlap = set(self.services) & set(self.protected_services)
         problems += [f"service {name!r} is listed both as protected and unprotected" for name in sorted(overlap)]
         if self.chaos_namespace in self.allowed_target_namespaces:
@@ -341,12 +393,31 @@ class SafetyPolicy(Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    def approval_validity(self, tier: Tier) -> float:
+        """Seconds a human approval of a `tier` run counts for, from its answer."""
+        own = self.tiers[tier].approval_valid_for if tier in self.tiers else None
+        return own if own is not None else self.approval_valid_for
+
     def service(self, name: str) -> Service | None:
         return self.protected_services.get(name) or self.services.get(name)
 
     def protection_of(self, name: str) -> ProtectionLevel:
         protected = self.protected_services.get(name)
         return protected.level if protected else ProtectionLevel.NONE
+
+
+def _approver_overlaps(approvers: dict[str, list[str]], tier: Tier, roles: list[str]) -> list[str]:
+    """Separation of duties: when a tier needs several roles, no person may answer for two of them."""
+    problems = []
+    for index, first in enumerate(roles):
+        for second in roles[index + 1 :]:
+            both = sorted(set(approvers.get(first, [])) & set(approvers.get(second, [])))
+            if both:
+                problems.append(
+                    f"tiers.{tier.value} needs approvals from {first!r} and {second!r}, but {', '.join(both)} "
+                    f"{'is' if len(both) == 1 else 'are'} an approver of both; two approvals must come from two people"
+                )
+    return problems
 
 
 DEFAULT_POLICY_NAME = "safety_policy.yaml"
@@ -364,12 +435,16 @@ def default_include_dir() -> Path:
 
 def load_policy(path: Path | None = None) -> tuple[SafetyPolicy | None, list[ValidationIssue]]:
     """Read and validate the policy; any issue means no policy (and so no experiment) at all."""
+    from chaos_engineering.yamlload import StrictYAMLError, load_document
+
     path = path or default_include_dir() / DEFAULT_POLICY_NAME
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_document(path.read_text())
     except OSError as exc:
         return None, [ValidationIssue(str(path), "", "unreadable", f"cannot read the policy: {exc.strerror}")]
-    except yaml.YAMLError as exc:
+    except StrictYAMLError as exc:
+        return None, [ValidationIssue(str(path), exc.field, exc.rule, exc.message)]
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         return None, [ValidationIssue(str(path), "", "yaml", f"not valid YAML: {exc}")]
     if not isinstance(data, dict):
         return None, [ValidationIssue(str(path), "", "type", "the policy must be a mapping of keys")]

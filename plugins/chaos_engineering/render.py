@@ -26,6 +26,11 @@ ANNOTATION_RUN_ID = f"{LABEL_PREFIX}/run-id"
 ANNOTATION_APPROVALS = f"{LABEL_PREFIX}/approvals"
 ANNOTATION_TITLE = f"{LABEL_PREFIX}/title"
 ANNOTATION_SOURCE = f"{LABEL_PREFIX}/source"
+#: Written by inject on the object it created: the digest approved, the baseline the monitor judges
+#: against (read from the object, never from XCom) and the window verdict.
+ANNOTATION_DIGEST = f"{LABEL_PREFIX}/digest"
+ANNOTATION_BASELINE = f"{LABEL_PREFIX}/baseline"
+ANNOTATION_WINDOW = f"{LABEL_PREFIX}/window"
 
 #: Selects every object this system created, in any namespace.
 OWNED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"

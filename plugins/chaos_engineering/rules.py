@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.chaosmesh.duration import format_go_duration, parse_go_duration
 from chaos_engineering.experiment import Experiment
+from chaos_engineering.external_targets import entry_problems
 from chaos_engineering.issues import ValidationIssue
 from chaos_engineering.policy import Mode, SafetyPolicy
-from chaos_engineering.reach import may_select, selected_namespaces
+from chaos_engineering.reach import may_select_service_pod, reachable_pairs, selected_namespaces
 
 
 def _text(value: Any) -> str | None:
@@ -22,18 +24,70 @@ def effective_duration(experiment: Experiment, policy: SafetyPolicy) -> float:
     return parse_go_duration(duration) if duration else policy.tiers[experiment.tier].max_duration
 
 
-def fault_actions(spec: Any) -> list[str]:
-    """What a fault does, in the words the policy's `allowed_kinds` uses: the `action` of kinds
-    that have one; the stressors of a StressChaos; the faults (abort, delay, replace, patch) of an
-    HTTPChaos."""
+# stress-ng options that only tune the stressor they are given to; any other option starts or
+# changes a stressor of its own (`--vm 4` inside the cpu stressor's options is a memory stressor).
+TUNING_OPTIONS = {
+    "cpu": frozenset({"--cpu-method", "--cpu-ops", "--cpu-load-slice"}),
+    "memory": frozenset({"--vm-hang", "--vm-keep", "--vm-madvise", "--vm-method", "--vm-ops", "--vm-populate"}),
+}
+
+
+def foreign_options(stressor: str, options: list[str] | None) -> list[str]:
+    """The options of a `stressor` (cpu, memory) that are not its tuning options: Chaos Mesh
+    appends them to the stress-ng command line as they are, so each may start another stressor."""
+    words = [word for option in options or [] for word in option.split()]
+    return [word for word in words if word.startswith("-") and word.split("=", 1)[0] not in TUNING_OPTIONS[stressor]]
+
+
+def _actions(spec: Any) -> list[tuple[str, str, str]]:
+    """(action, field, why) for everything the fault does; `why` explains a non-obvious one."""
     action = _text(getattr(spec, "action", None))
     if action is not None:
-        return [action]
-    stressors = getattr(spec, "stressors", None)
-    if stressors is not None or hasattr(spec, "stressngStressors"):
-        used = [name for name in ("cpu", "memory") if stressors is not None and getattr(stressors, name, None) is not None]
-        return used + (["stress-ng"] if getattr(spec, "stressngStressors", None) else [])
-    return [name for name in ("abort", "delay", "replace", "patch") if getattr(spec, name, None) not in (None, False)]
+        return [(action, "chaos.spec.action", "")]
+    if hasattr(spec, "stressngStressors"):
+        used = []
+        for name in ("cpu", "memory"):
+            stressor = getattr(spec.stressors, name, None) if spec.stressors is not None else None
+            if stressor is None:
+                continue
+            used.append((name, f"chaos.spec.stressors.{name}", ""))
+            foreign = foreign_options(name, stressor.options)
+            if foreign:
+                why = (
+                    f": {', '.join(foreign)} {'is not a tuning option' if len(foreign) == 1 else 'are not tuning options'} "
+                    f"of the {name} stressor ({', '.join(sorted(TUNING_OPTIONS[name]))}) and stress-ng runs "
+                    f"{'it' if len(foreign) == 1 else 'them'} as given"
+                )
+                used.append(("stress-ng", f"chaos.spec.stressors.{name}.options", why))
+        if spec.stressngStressors is not None:
+            used.append(("stress-ng", "chaos.spec.stressngStressors", ""))
+        return used
+    return [(name, f"chaos.spec.{name}", "") for name in ("abort", "delay", "replace", "patch") if getattr(spec, name, None) not in (None, False)]
+
+
+def fault_actions(spec: Any) -> list[str]:
+    """What a fault does, in the words the policy's `allowed_kinds` uses: the `action` of kinds
+    that have one; the stressors of a StressChaos (`cpu`, `memory`, and `stress-ng` for
+    `stressngStressors` or for an option beyond a stressor's own tuning); the faults (abort,
+    delay, replace, patch) of an HTTPChaos. Empty when the spec names none (never accepted)."""
+    return list(dict.fromkeys(action for action, _, _ in _actions(spec)))
+
+
+def network_target(spec: Any) -> Any:
+    """The `target` side of a NetworkChaos (a selector with its own mode and value), else None.
+    (An HTTPChaos `target` is Request/Response, not pods.)"""
+    target = getattr(spec, "target", None)
+    return target if getattr(target, "selector", None) is not None else None
+
+
+def fixed_count(mode: Any, value: str | None) -> int | None:
+    """How many pods a side hits when its mode says so without knowing the cluster."""
+    mode = Mode(_text(mode))
+    if mode is Mode.ONE:
+        return 1
+    if mode is Mode.FIXED and value not in (None, ""):
+        return int(value)
+    return None
 
 
 class _Checker:
@@ -47,15 +101,24 @@ class _Checker:
         self.issues.append(ValidationIssue(str(self.experiment.source), field, rule, message))
 
     def run(self) -> list[ValidationIssue]:
+        spec = self.experiment.spec
         self.target_service()
         self.kind_and_action()
+        self.stressors()
         self.duration()
-        self.blast_radius()
-        spec = self.experiment.spec
+        primary_ok = self.blast_radius("chaos.spec", spec.mode, spec.value)
         self.selector("chaos.spec.selector", spec.selector, primary=True)
-        target = getattr(spec, "target", None)
-        if target is not None and getattr(target, "selector", None) is not None:
+        target = network_target(spec)
+        if target is not None:
+            # Chaos Mesh injects into the target pods too (direction from/both, and partition
+            # always), so the target side answers to the same rules as the selector.
+            target_ok = self.blast_radius("chaos.spec.target", target.mode, target.value)
+            if primary_ok and target_ok:
+                self.both_sides(spec, target)
             self.selector("chaos.spec.target.selector", target.selector, primary=False)
+        self.external_targets()
+        self.remote_cluster()
+        self.tls_secret()
         self.thresholds()
         return self.issues
 
@@ -80,14 +143,35 @@ class _Checker:
             kinds = ", ".join(k.value for k in allowed)
             self.fail("chaos.kind", "tier-kind", f"{kind.value} is not allowed in the {tier} tier (allowed: {kinds})")
             return
-        for action in fault_actions(self.experiment.spec):
+        actions = _actions(self.experiment.spec)
+        if not actions:
+            self.fail(
+                "chaos.spec",
+                "tier-action",
+                f"{kind.value} names nothing it does (no action, stressor or fault), so it cannot be checked against "
+                f"the {tier} tier; add one the tier allows ({', '.join(allowed[kind]) or 'none'})",
+            )
+        for action, field, why in actions:
             if action not in allowed[kind]:
                 self.fail(
-                    "chaos.spec.action" if action == _text(getattr(self.experiment.spec, "action", None)) else "chaos.spec",
+                    field if why else ("chaos.spec.action" if field == "chaos.spec.action" else "chaos.spec"),
                     "tier-action",
                     f"{kind.value} {action!r} is not allowed in the {tier} tier "
-                    f"(allowed: {', '.join(allowed[kind]) or 'none'}); move it to a tier that allows it",
+                    f"(allowed: {', '.join(allowed[kind]) or 'none'}){why}; "
+                    f"{'remove them, or move the experiment' if why else 'move it'} to a tier that allows it",
                 )
+
+    def stressors(self) -> None:
+        """A memory stressor the OOM killer spares makes it kill other processes instead."""
+        spec = self.experiment.spec
+        memory = spec.stressors.memory if self.experiment.kind is ChaosKind.STRESS_CHAOS and spec.stressors else None
+        if memory is not None and (memory.oomScoreAdj or 0) < 0:
+            self.fail(
+                "chaos.spec.stressors.memory.oomScoreAdj",
+                "oom-score-adj",
+                f"oomScoreAdj {memory.oomScoreAdj} makes the OOM killer spare the stressor and kill other processes "
+                "instead (the pod's own, or other pods' on the node); remove it or set it to 0 or more",
+            )
 
     def duration(self) -> None:
         seconds = effective_duration(self.experiment, self.policy)
@@ -100,18 +184,37 @@ class _Checker:
                 f"{format_go_duration(limit)}; shorten it or move the experiment to a tier that allows it",
             )
 
-    def blast_radius(self) -> None:
-        spec, radius, tier = self.experiment.spec, self.tier_rules.blast_radius, self.experiment.tier.value
-        mode = Mode(_text(spec.mode))
+    def blast_radius(self, side: str, mode_value: Any, raw_value: str | None) -> bool:
+        """`mode` allowed in the tier and `value` within its bounds, for one side; True when both hold."""
+        radius, tier = self.tier_rules.blast_radius, self.experiment.tier.value
+        mode = Mode(_text(mode_value))
+        which = "target mode" if side.endswith(".target") else "mode"
         if mode not in radius.modes:
             allowed = ", ".join(m.value for m in radius.modes)
-            self.fail("chaos.spec.mode", "blast-radius-mode", f"mode {mode.value!r} is not allowed in the {tier} tier (allowed: {allowed})")
-            return
-        value = int(spec.value) if spec.value not in (None, "") else None
+            self.fail(f"{side}.mode", "blast-radius-mode", f"{which} {mode.value!r} is not allowed in the {tier} tier (allowed: {allowed})")
+            return False
+        value = int(raw_value) if raw_value not in (None, "") else None
         if mode is Mode.FIXED and value is not None and value > radius.max_pods:
-            self.fail("chaos.spec.value", "blast-radius", f"{value} pods exceed the {tier} tier's maximum of {radius.max_pods}")
+            self.fail(f"{side}.value", "blast-radius", f"{value} pods exceed the {tier} tier's maximum of {radius.max_pods}")
+            return False
         if mode in (Mode.FIXED_PERCENT, Mode.RANDOM_MAX_PERCENT) and value is not None and value > radius.max_percent:
-            self.fail("chaos.spec.value", "blast-radius", f"{value} % of the pods exceeds the {tier} tier's maximum of {radius.max_percent} %")
+            self.fail(f"{side}.value", "blast-radius", f"{value} % of the pods exceeds the {tier} tier's maximum of {radius.max_percent} %")
+            return False
+        return True
+
+    def both_sides(self, spec: Any, target: Any) -> None:
+        """The pods of both sides count against max_pods; decided here when both modes fix a
+        count, at run time otherwise (the pods are listed then)."""
+        selected, targeted = fixed_count(spec.mode, spec.value), fixed_count(target.mode, target.value)
+        limit, tier = self.tier_rules.blast_radius.max_pods, self.experiment.tier.value
+        if selected is not None and targeted is not None and selected + targeted > limit:
+            self.fail(
+                "chaos.spec.target",
+                "blast-radius-both-sides",
+                f"Chaos Mesh injects into both sides of a NetworkChaos: {selected} selected + {targeted} target pod(s) "
+                f"= {selected + targeted} exceed the {tier} tier's maximum of {limit}; drop target (the fault then "
+                "applies to all the selected pods' traffic) or move the experiment to a tier that allows it",
+            )
 
     def selector(self, field: str, selector: Any, *, primary: bool) -> None:
         namespaces = selected_namespaces(selector)
@@ -131,16 +234,56 @@ class _Checker:
                 )
         tier = self.experiment.tier
         for name, service in self.policy.protected_services.items():
-            if service.level.forbids(tier) and may_select(selector, service):
-                self.fail(
-                    field,
-                    "protected-reach",
-                    f"could select pods of protected service {name!r} (level {service.level.value}, namespace "
-                    f"{service.namespace}, labels {service.labels}); exclude it by namespace or labels",
+            pairs = reachable_pairs(selector, service) if service.level.forbids(tier) else []
+            if not pairs:
+                continue
+            if selector.pods:
+                how = "selector.pods names pods whose labels are only known at run time; select them by namespaces and labels instead"
+            else:
+                key, value = pairs[0].split("=", 1)
+                how = (
+                    f"pin {', '.join(p.split('=', 1)[0] for p in pairs)} in labelSelectors to your service's value, or "
+                    f"exclude it, e.g. expressionSelectors: [{{key: {key}, operator: NotIn, values: [{value}]}}]"
                 )
+            self.fail(
+                field,
+                "protected-reach",
+                f"could select a pod carrying {', '.join(pairs)} of protected service {name!r} (level "
+                f"{service.level.value}, forbidden to the {tier.value} tier): a pod with any of its labels counts as "
+                f"the service's, in any namespace; {how}",
+            )
         target = self.policy.service(self.experiment.target_service)
-        if primary and target is not None and not may_select(selector, target):
+        if primary and target is not None and not may_select_service_pod(selector, target):
             self.fail(field, "target-mismatch", f"cannot select any pod of the target service {self.experiment.target_service!r}")
+
+    def external_targets(self) -> None:
+        for index, entry in enumerate(getattr(self.experiment.spec, "externalTargets", None) or []):
+            for rule, message in entry_problems(self.policy, self.experiment.tier, entry):
+                self.fail(f"chaos.spec.externalTargets[{index}]", rule, message)
+
+    def remote_cluster(self) -> None:
+        cluster = self.experiment.spec.remoteCluster
+        allowed = self.policy.allowed_remote_clusters
+        if cluster is not None and cluster not in allowed:
+            self.fail(
+                "chaos.spec.remoteCluster",
+                "remote-cluster",
+                f"remoteCluster {cluster!r} is not in the policy's allowed_remote_clusters "
+                f"({', '.join(allowed) or 'none'}): the fault would land in another cluster, whose pods this system "
+                "does not check; remove remoteCluster",
+            )
+
+    def tls_secret(self) -> None:
+        """An HTTPChaos reads its TLS secret wherever it says: not from a namespace we may not touch."""
+        tls = getattr(self.experiment.spec, "tls", None)
+        allowed = self.policy.allowed_target_namespaces
+        if tls is not None and tls.secretNamespace not in allowed:
+            self.fail(
+                "chaos.spec.tls.secretNamespace",
+                "allowed-namespace",
+                f"namespace {tls.secretNamespace!r} is not a target namespace of the policy (allowed: "
+                f"{', '.join(allowed)}); Chaos Mesh would read a secret there",
+            )
 
     def thresholds(self) -> None:
         known = self.policy.safety.thresholds

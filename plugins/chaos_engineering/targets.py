@@ -1,15 +1,18 @@
-"""The pods a selector resolves to in the cluster, and the run-time protected-service check."""
+"""The pods a selector resolves to in the cluster, and the run-time target check: protected pods, namespaces, blast radius."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import V1Pod
 
+from chaos_engineering.external_targets import resolve_addresses, run_time_problems
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.policy import SafetyPolicy, Tier
-from chaos_engineering.reach import selected_namespaces
+from chaos_engineering.policy import Mode, SafetyPolicy, Tier
+from chaos_engineering.reach import forbidden_reasons, selected_namespaces
 
 
 @dataclass(frozen=True)
@@ -77,16 +80,78 @@ def resolve_pods(hook: ChaosMeshHook, selector: Any) -> list[TargetPod]:
 def protected_violations(policy: SafetyPolicy, tier: Tier, pods: list[TargetPod]) -> list[str]:
     """Why each resolved pod may not be touched by this tier; empty when all are fair game.
 
-    Stricter than the static check on purpose: a pod carrying ANY identifying label of a
-    protected service counts as that service's, wherever it runs (a relabelled or misplaced pod
-    keeps its other identity).
+    The definition is `reach.forbidden_reasons`, the one the static check is conservative
+    against: outside the target namespaces, or carrying ANY label pair of a protected service
+    the tier may not reach, wherever the pod runs.
     """
-    problems = []
-    for pod in pods:
-        if pod.namespace not in policy.allowed_target_namespaces:
-            problems.append(f"{pod.ref} is in namespace {pod.namespace!r}, not a target namespace of the policy")
-        for name, service in policy.protected_services.items():
-            shared = sorted(f"{k}={v}" for k, v in service.labels.items() if pod.labels.get(k) == v)
-            if shared and service.level.forbids(tier):
-                problems.append(f"{pod.ref} carries {', '.join(shared)} of protected service {name!r} (level {service.level.value})")
-    return problems
+    return [f"{pod.ref} {reason}" for pod in pods for reason in forbidden_reasons(policy, tier, pod.namespace, pod.labels)]
+
+
+def affected_pods(mode: str, value: str | None, candidates: int) -> int:
+    """How many of `candidates` pods Chaos Mesh may hit under `mode` (the most, for random modes)."""
+    number = int(value) if value not in (None, "") else 0
+    return {
+        Mode.ONE: min(1, candidates),
+        Mode.ALL: candidates,
+        Mode.FIXED: min(number, candidates),
+        Mode.FIXED_PERCENT: math.floor(candidates * number / 100),
+        Mode.RANDOM_MAX_PERCENT: math.floor(candidates * number / 100),
+    }[Mode(_text(mode))]
+
+
+@dataclass
+class TargetCheck:
+    """The pods a spec resolves to now, each side, and every reason not to inject (empty: go)."""
+
+    targets: list[TargetPod] = field(default_factory=list)
+    peers: list[TargetPod] = field(default_factory=list)  # the NetworkChaos target side
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_targets(
+    hook: ChaosMeshHook,
+    policy: SafetyPolicy,
+    tier: Tier,
+    spec: Any,
+    *,
+    resolve: Callable[[str], list[str]] = resolve_addresses,
+) -> TargetCheck:
+    """Resolve both sides of `spec` now and check them against the policy for `tier`.
+
+    Refused: a protected or out-of-namespace pod on either side; no ready pod to inject into (on
+    either side of a NetworkChaos: Chaos Mesh needs both); more pods hit than the tier's
+    `max_pods`, both sides counted, each under its own mode and value; an externalTarget that is
+    or resolves to an address of a protected service or to a non-public one; any remoteCluster,
+    whose pods this cluster's API cannot show. The resolved lists are supersets of Chaos Mesh's
+    choice, so counting and checking all of them is the conservative side.
+    """
+    check = TargetCheck()
+    if spec.remoteCluster:
+        check.problems.append(
+            f"remoteCluster {spec.remoteCluster!r}: the fault would select pods in another cluster, which this "
+            "run cannot list, so it cannot prove them unprotected; run it without remoteCluster"
+        )
+        return check
+    check.targets = resolve_pods(hook, spec.selector)
+    sides = [("selector", check.targets, spec.mode, spec.value)]
+    target = getattr(spec, "target", None)
+    if getattr(target, "selector", None) is not None:
+        check.peers = resolve_pods(hook, target.selector)
+        sides.append(("target selector", check.peers, target.mode, target.value))
+    for name, pods, _, _ in sides:
+        if not any(p.ready for p in pods):
+            check.problems.append(f"the {name} resolves to no ready pod ({len(pods)} pod(s) found)")
+    check.problems += protected_violations(policy, tier, check.targets + check.peers)
+    affected = [affected_pods(mode, value, len(pods)) for _, pods, mode, value in sides]
+    limit = policy.tiers[tier].blast_radius.max_pods
+    if sum(affected) > limit:
+        detail = " + ".join(
+            f"{count} of {len(pods)} ({name}, mode {_text(mode)})" for count, (name, pods, mode, _) in zip(affected, sides)
+        )
+        check.problems.append(f"{sum(affected)} pods would be hit: {detail}; the {tier.value} tier allows {limit}")
+    check.problems += run_time_problems(policy, tier, list(getattr(spec, "externalTargets", None) or []), resolve)
+    return check

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.standard.operators.python import ShortCircuitOperator
-from airflow.sdk import Param, XComArg
+from airflow.sdk import Param
 from airflow.sdk import TriggerRule
 from chaos_engineering.catalogue import Catalogue
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
-from chaos_engineering.operators.approval import APPROVAL_KEY, PolicyApprovalOperator, human_approval
+from chaos_engineering.operators.approval import PolicyApprovalOperator, human_approval
 from chaos_engineering.operators.drill import DrillProbeOperator, DrillProbeReadySensor
 from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOperator
 from chaos_engineering.operators.guard import WindowGuardOperator
@@ -100,8 +100,8 @@ def wire_tier_chain(
     lock = AcquireLockSensor(
         task_id="acquire_lock", plan=plan.output, mode="reschedule", poke_interval=10, timeout=policy.safety.lock_wait, **cluster
     )
-    approval_records = [XComArg(a, key=APPROVAL_KEY) for a in approvals]
-    inject = InjectFaultOperator(task_id="inject", plan=plan.output, approvals=approval_records, retries=1, **cluster)
+    # Inject trusts no upstream output: it verifies the approvals in Airflow's own records itself.
+    inject = InjectFaultOperator(task_id="inject", tier=tier.value, plan=plan.output, retries=1, **both)
     monitor = FaultMonitorSensor(task_id="monitor", plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both)
     remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=3, retry_delay=5, **cluster)
     stages = [
@@ -118,7 +118,7 @@ def wire_tier_chain(
         )
         for index, stage in enumerate(STAGES)
     ]
-    release = ReleaseLockOperator(task_id="release_lock", retries=3, retry_delay=5, **cluster)
+    release = ReleaseLockOperator(task_id="release_lock", plan=plan.output, retries=3, retry_delay=5, **cluster)
     result = WriteResultOperator(task_id="write_result", trigger_rule=TriggerRule.ALL_DONE, retries=2, retry_delay=5)
     report = RunReportOperator(task_id="report", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE, retries=1, retry_delay=5, prometheus_conn_id=prometheus_conn_id)
     verdict = RunVerdictOperator(task_id="verdict", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE)

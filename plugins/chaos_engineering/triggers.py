@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.policy import Threshold
-from chaos_engineering.safety import Breach, check, failed_reads_breach
+from chaos_engineering.safety import Breach, baseline_problem, check, fail_safe_breach, failed_reads_breach
 
 
 # Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has drained the
@@ -26,6 +26,9 @@ async def _not_before(started: float) -> None:
 
 #: Chaos Mesh actions that act once: the object stays `Run` after the kill, never `AllRecovered`.
 ONE_SHOT_ACTIONS = {("PodChaos", "pod-kill"), ("PodChaos", "container-kill")}
+#: The policy's `safety.deletion_timeout` default: how long Chaos Mesh may take to finish a
+#: deletion before it counts as stuck (the monitor sensor passes the policy's value).
+DELETION_TIMEOUT_S = 60.0
 
 
 def _fault_state(obj: dict[str, Any] | None, *, one_shot: bool = False, ends_at: float | None = None) -> str:
@@ -71,28 +74,63 @@ class _Readings:
             self.last[name] = value
         return readings
 
-    def judge(self, readings: dict[str, tuple[float | None, str]], baseline: dict[str, float | None], at: float) -> Breach | None:
-        """The first breach: a threshold crossed, or a metric unreadable N checks in a row."""
-        for name, (value, reason) in readings.items():
-            if value is None:
-                if self.failures[name] >= self.max_failed_reads:
-                    return failed_reads_breach(name, self.failures[name], at, reason)
-                continue
-            breach = check(name, self.thresholds[name], value, baseline.get(name), at)
-            if breach is not None:
-                return breach
+    def judge(self, readings: dict[str, tuple[float | None, str]], baseline: Any, at: float) -> Breach | None:
+        """The first breach: a relative threshold whose baseline cannot be judged (whatever it
+        reads, so at the very first check), a threshold crossed, a metric unreadable N checks in a
+        row. Never raises: whatever keeps a reading from being judged is a fail-safe breach."""
+        try:
+            for name, threshold in self.thresholds.items():
+                problem = baseline_problem(threshold, _baseline_of(baseline, name))
+                if problem is not None:
+                    return fail_safe_breach(name, threshold, problem, at, baseline=_baseline_of(baseline, name))
+            for name, (value, reason) in readings.items():
+                if value is None:
+                    if self.failures[name] >= self.max_failed_reads:
+                        return failed_reads_breach(name, self.failures[name], at, reason)
+                    continue
+                breach = self.judge_one(name, value, baseline, at)
+                if breach is not None:
+                    return breach
+        except Exception as exc:
+            return fail_safe_breach("kill switch", None, f"could not judge the readings ({type(exc).__name__}: {exc})", at)
         return None
+
+    def judge_one(self, name: str, value: float, baseline: Any, at: float) -> Breach | None:
+        """One reading against its bound; a reading that cannot be judged is a fail-safe breach."""
+        threshold = self.thresholds[name]
+        try:
+            return check(name, threshold, value, _baseline_of(baseline, name), at)
+        except Exception as exc:
+            return fail_safe_breach(name, threshold, f"cannot be judged ({type(exc).__name__}: {exc})", at, value=value)
+
+
+def _baseline_of(baseline: Any, name: str) -> Any:
+    """The recorded baseline of one threshold; None when the record is not a mapping (an edited
+    XCom): a relative rule then fails closed through `baseline_problem`."""
+    return baseline.get(name) if isinstance(baseline, Mapping) else None
 
 
 class FaultMonitorTrigger(BaseTrigger):
-    """Checks every threshold against the baseline each `interval_s` while the fault is active.
+    """Checks every threshold against the baseline each `interval_s` until the fault is gone or ended.
 
     On a breach, or on `max_failed_reads` unreadable checks in a row, it deletes the Chaos Mesh
     object itself, here in the triggerer, before any worker slot is involved: that is where the
-    kill is fastest. The delete is idempotent (a trigger may run twice after a triggerer restart;
-    deleting an object already gone is a no-op). It yields one event:
+    kill is fastest. Every check also reads the emergency-stop halt flag: while it is set, the
+    fault is removed at once and watched until it is gone. An unreadable flag is logged and not
+    taken as set: the thresholds still guard the fault, and the stop's sweeps and the watchdog
+    enforce the halt too. A fault being deleted is still active for the monitor (heartbeat,
+    thresholds) until it is gone; a deletion older than `deletion_timeout_s` (a stuck finalizer:
+    the fault may still be applied) has Chaos Mesh's finalizer clean-up forced and a metric pushed.
+
+    Every side effect is idempotent, because a trigger may run twice after a triggerer restart:
+    deleting an object being deleted or gone is a no-op, the forced-clean-up annotation is set to
+    the same value, the heartbeat is one Lease created or replaced. It yields one event, each with
+    a `message`, and `deletion` once the fault was seen being deleted (since when, checks meanwhile,
+    the forced clean-up):
     `completed` (Chaos Mesh ended the fault), `breach` (with the breach and the removal time),
-    `gone` (someone else removed it: emergency stop or watchdog).
+    `halted` (the halt was set: who, when, why, from the flag), `gone` (someone else removed it:
+    the watchdog, a person), `deletion_stuck` (its clean-up forced, and still there one more
+    deletion timeout later: Chaos Mesh's controller is not acting).
     """
 
     def __init__(
@@ -106,6 +144,8 @@ class FaultMonitorTrigger(BaseTrigger):
         interval_s: float,
         max_failed_reads: int,
         ends_at: float | None = None,
+        deletion_timeout_s: float = DELETION_TIMEOUT_S,
+        chaos_namespace: str | None = None,
     ) -> None:
         super().__init__()
         self.prometheus_conn_id = prometheus_conn_id
@@ -116,6 +156,9 @@ class FaultMonitorTrigger(BaseTrigger):
         self.baseline = baseline
         self.interval_s = interval_s
         self.max_failed_reads = max_failed_reads
+        self.deletion_timeout_s = deletion_timeout_s
+        # Where the halt flag lives (the policy's chaos_namespace); the fault's own by default.
+        self.chaos_namespace = chaos_namespace
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -129,24 +172,34 @@ class FaultMonitorTrigger(BaseTrigger):
                 "interval_s": self.interval_s,
                 "max_failed_reads": self.max_failed_reads,
                 "ends_at": self.ends_at,
+                "deletion_timeout_s": self.deletion_timeout_s,
+                "chaos_namespace": self.chaos_namespace,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from chaos_engineering.emergency import ObjectRef
+        from chaos_engineering.halt import HaltFlag
         from chaos_engineering.heartbeat import Heartbeat, default_holder
         from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 
         cluster = ChaosMeshHook(self.kubernetes_conn_id)
         kind, name, namespace = ChaosKind(self.fault["kind"]), self.fault["name"], self.fault["namespace"]
+        ref = ObjectRef(kind.value, name, namespace)
         one_shot = (kind.value, self.fault.get("action")) in ONE_SHOT_ACTIONS
         readings = _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, self.max_failed_reads)
+        flag = HaltFlag(cluster, self.chaos_namespace or namespace)
         cluster_failures = 0
         checks = 0
         first = time.monotonic()
         heartbeat = Heartbeat(cluster, kind, name, namespace)
         holder = default_holder()
+        halt: Any = None  # the HaltState this monitor saw set; it acts on it until the fault is gone
+        halt_removal: tuple[float | None, str] = (None, "")
+        deletion: dict[str, Any] | None = None
         while True:
             started = time.monotonic()
+            obj = None
             try:
                 obj = await asyncio.to_thread(cluster.get, kind, name, namespace)
                 state = _fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
@@ -156,10 +209,19 @@ class FaultMonitorTrigger(BaseTrigger):
                 cluster_failures += 1
                 state = "unknown"
                 self.log.warning("cannot read fault %s/%s (%d in a row): %s", namespace, name, cluster_failures, exc)
-            if state in ("gone", "deleting", "ended"):
+            seen = await self._read_halt(flag)
+            if halt is None and seen is not None and seen.halted:
+                halt = seen
+                self.log.warning("chaos %s: removing %s %s/%s", halt.cause(), kind.value, namespace, name)
+            if halt is not None and state != "gone" and halt_removal[0] is None:
+                halt_removal = await self._remove(cluster, kind, name, namespace, f"chaos {halt.cause()}")
+            if state == "deleting":
+                deletion = await self._watch_deletion(cluster, ref, obj, deletion)
+            ending = self._ending(state, halt, halt_removal, deletion)
+            if ending is not None:
                 await self._end_heartbeat(heartbeat)
                 await _not_before(first)
-                yield TriggerEvent({"status": "completed" if state == "ended" else "gone", "state": state, "checks": checks, "at": time.time()})
+                yield TriggerEvent(ending | {"state": state, "checks": checks, "at": time.time(), "deletion": deletion})
                 return
             # The dead man's switch: this renewal is the proof that someone watches the fault.
             # When the triggerer (or all of Airflow) dies, renewals stop and the watchdog
@@ -168,12 +230,14 @@ class FaultMonitorTrigger(BaseTrigger):
             await self._renew_heartbeat(heartbeat, holder)
             current = await readings.read_all()
             checks += 1
+            if deletion is not None:
+                deletion["checks"] += 1
             now = time.time()
             breach = readings.judge(current, self.baseline, now)
             if breach is None and cluster_failures >= self.max_failed_reads:
                 breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
             if breach is not None:
-                removed, error = await self._remove(cluster, kind, name, namespace)
+                removed, error = await self._remove(cluster, kind, name, namespace, "breach")
                 await self._end_heartbeat(heartbeat)
                 await _not_before(first)
                 yield TriggerEvent(
@@ -184,10 +248,81 @@ class FaultMonitorTrigger(BaseTrigger):
                         "removal_error": error,
                         "checks": checks,
                         "values": readings.last,
+                        "message": breach.message,
+                        "halt": halt.as_dict(history=False) if halt is not None else None,
+                        "deletion": deletion,
                     }
                 )
                 return
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def _ending(self, state: str, halt: Any, halt_removal: tuple[float | None, str], deletion: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The event that ends the watch now, or None to keep watching."""
+        forced_at = (deletion or {}).get("forced_at")
+        if state == "deleting" and forced_at is not None and time.time() - forced_at > self.deletion_timeout_s:
+            return {
+                "status": "deletion_stuck",
+                "halt": halt.as_dict(history=False) if halt is not None else None,
+                "message": (
+                    f"the fault's deletion is stuck: requested at {deletion['requested_at']}, Chaos Mesh's finalizer clean-up forced "
+                    f"{time.time() - forced_at:.0f} s ago and the object is still there: Chaos Mesh's controller is not acting. "
+                    "Check chaos-controller-manager, remove the finalizers by hand and check the targets (docs/RUNBOOK.md#chaos-fault-deletion-stuck)"
+                ),
+            }
+        if halt is not None:
+            if state != "gone":
+                return None  # our removal is under way: watched like any deletion until the fault is gone
+            requested_at, error = halt_removal
+            how = "this monitor removed the fault" if requested_at is not None else "the fault was removed before this monitor acted"
+            return {"status": "halted", "halt": halt.as_dict(history=False), "removal_requested_at": requested_at, "removal_error": error,
+                    "message": f"chaos {halt.cause()}; {how}"}
+        if state == "gone":
+            forced = " after its finalizer clean-up was forced" if forced_at is not None else ""
+            return {"status": "gone", "message": f"the fault was removed by someone else{forced} (the watchdog, or a person)"}
+        if state == "ended":
+            return {"status": "completed", "message": "Chaos Mesh ended the fault"}
+        return None
+
+    async def _read_halt(self, flag: Any) -> Any:
+        try:
+            return await asyncio.to_thread(flag.state)
+        except Exception as exc:
+            self.log.warning("cannot read the halt flag %s/%s: %s; not taken as set (the thresholds still guard the fault, "
+                             "the emergency stop and the watchdog enforce the halt too)", flag.namespace, flag.name, exc)
+            return None
+
+    async def _watch_deletion(self, cluster: Any, ref: Any, obj: dict[str, Any], deletion: dict[str, Any] | None) -> dict[str, Any]:
+        """Record the deletion; past the deletion timeout, force Chaos Mesh's clean-up (once)."""
+        import datetime as dt
+
+        from chaos_engineering.emergency import deletion_age_s, force_finalizers, is_forced
+
+        if deletion is None:
+            deletion = {"requested_at": obj["metadata"]["deletionTimestamp"], "checks": 0, "age_s": 0.0, "stuck": False,
+                        "forced_at": None, "forced_by": "", "force_error": ""}
+            self.log.warning("%s %s/%s is being deleted (since %s): still watched until it is gone", ref.kind, ref.namespace, ref.name,
+                             deletion["requested_at"])
+        age = deletion_age_s(obj, dt.datetime.now(dt.timezone.utc)) or 0.0
+        deletion["age_s"] = round(age, 1)
+        if age <= self.deletion_timeout_s or deletion["forced_at"] is not None:
+            return deletion
+        deletion["stuck"] = True
+        if is_forced(obj):
+            # Forced already (the watchdog, the stop, or this trigger before a triggerer restart):
+            # counted once, by whoever asked.
+            deletion["forced_at"], deletion["forced_by"] = time.time(), "earlier, by another component"
+            return deletion
+        try:
+            await asyncio.to_thread(force_finalizers, cluster, ref)
+        except Exception as exc:  # tried again at the next check
+            deletion["force_error"] = str(exc)
+            self.log.error("deletion of %s %s/%s stuck for %.0f s and its clean-up could not be forced: %s", ref.kind, ref.namespace, ref.name, age, exc)
+            return deletion
+        deletion["forced_at"], deletion["forced_by"], deletion["force_error"] = time.time(), "this monitor", ""
+        self.log.error("deletion of %s %s/%s stuck for %.0f s (safety.deletion_timeout %g s): forced Chaos Mesh's finalizer clean-up; "
+                       "its fault may still be applied, check the targets", ref.kind, ref.namespace, ref.name, age, self.deletion_timeout_s)
+        await asyncio.to_thread(_push_forced)
+        return deletion
 
     async def _renew_heartbeat(self, heartbeat: Any, holder: str) -> None:
         try:
@@ -203,15 +338,22 @@ class FaultMonitorTrigger(BaseTrigger):
         except Exception as exc:
             self.log.warning("cannot delete heartbeat %s: %s", heartbeat.name, exc)
 
-    async def _remove(self, cluster: Any, kind: ChaosKind, name: str, namespace: str) -> tuple[float | None, str]:
+    async def _remove(self, cluster: Any, kind: ChaosKind, name: str, namespace: str, why: str) -> tuple[float | None, str]:
         try:
             await asyncio.to_thread(cluster.delete, kind, name, namespace)
         except Exception as exc:
             # The teardown task deletes again; the sensor fails either way.
-            self.log.error("could not delete %s/%s on breach: %s", namespace, name, exc)
+            self.log.error("could not delete %s/%s (%s): %s", namespace, name, why, exc)
             return None, str(exc)
-        self.log.warning("breach: deleted %s %s/%s", kind.value, namespace, name)
+        self.log.warning("%s: deleted %s %s/%s", why, kind.value, namespace, name)
         return time.time(), ""
+
+
+def _push_forced() -> None:
+    """chaos_fault_deletions_forced_total{by="monitor"} and the time: the alert of a forced clean-up."""
+    from chaos_engineering.notify import metrics
+
+    metrics.push("deletion_forced", extra={"by": "monitor"})  # never raises
 
 
 class RecoveryTrigger(BaseTrigger):
@@ -272,9 +414,9 @@ class RecoveryTrigger(BaseTrigger):
         now = time.time()
         pending = [f"{n}: {reason}" for n, (value, reason) in current.items() if value is None]
         pending += [
-            b.message
+            problem
             for n, (value, _) in current.items()
-            if value is not None and (b := check(n, readings.thresholds[n], value, self.baseline.get(n), now)) is not None
+            if value is not None and (problem := self._not_back(readings.thresholds[n], n, value, now)) is not None
         ]
         if self.targets:
             try:
@@ -287,6 +429,19 @@ class RecoveryTrigger(BaseTrigger):
 
     def _readings(self) -> _Readings:
         return _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, max_failed_reads=10**9)
+
+    def _not_back(self, threshold: Threshold, name: str, value: float, at: float) -> str | None:
+        """Why a reading is not back within its bound; None when it is. A threshold that cannot be
+        judged (no usable baseline) is never back: the stage misses its deadline, it never raises."""
+        baseline = _baseline_of(self.baseline, name)
+        problem = baseline_problem(threshold, baseline)
+        if problem is not None:
+            return f"{name} {problem}"
+        try:
+            breach = check(name, threshold, value, baseline, at)
+        except Exception as exc:
+            return f"{name} cannot be judged ({type(exc).__name__}: {exc})"
+        return breach.message if breach is not None else None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         readings = self._readings()

@@ -285,3 +285,27 @@ def next_window_start(policy: SafetyPolicy, tier: Tier | str, after: dt.datetime
     """The first moment at or after `after` (UTC) when `tier`'s window is open; None if it does not
     open within SEARCH_DAYS days. A moment already inside the window is returned unchanged."""
     return WindowRules.for_tier(policy, tier).next_start(after)
+
+
+def span_verdict(
+    policy: SafetyPolicy, tier: Tier | str, start: dt.datetime, end: dt.datetime, *, manual: bool
+) -> WindowVerdict:
+    """May a `tier` fault be active through the whole of [start, end)? A fault that would still be
+    running when business hours begin, a freeze date starts or the tier's window closes is refused
+    at its start, not discovered halfway. The verdict says whether a manual override was needed."""
+    rules = WindowRules.for_tier(policy, tier)
+    verdict = rules.verdict(start, manual=manual)
+    if not verdict.allowed or end <= start:
+        return verdict
+    for moment in rules._boundaries(start):
+        if moment >= end:
+            break
+        later = rules.verdict(moment, manual=manual)
+        if not later.allowed:
+            until = _local_text(end.astimezone(rules.zone))
+            return dataclasses.replace(
+                later, reason=f"Refused: the fault would last until {until}; {later.reason.removeprefix('Refused: ')}"
+            )
+        if later.override_used and not verdict.override_used:
+            verdict = dataclasses.replace(later, reason=f"{later.reason} (from {_local_text(moment.astimezone(rules.zone))}, before the fault ends)")
+    return verdict

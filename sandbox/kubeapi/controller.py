@@ -2,8 +2,8 @@
 
 # It follows Chaos Mesh's common controllers: desiredPhase (Run/Stop from deletion, one-shot,
 # duration since creation, pause), records (pods selected once, each record Injected/NotInjected
-# with counts and events), conditions (Selected, AllInjected, AllRecovered, Paused) and the
-# records finalizer. Platform calls run in a worker thread so the API answers while the platform
+# with counts and events), conditions (Selected, AllInjected, AllRecovered, Paused), the
+# records finalizer and its forced clean-up (annotation `cleanFinalizer: forced`). Platform calls run in a worker thread so the API answers while the platform
 # works (and so a platform that calls back into the API cannot deadlock it).
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from collections.abc import Callable
 
 from sandbox.kubeapi.errors import ApiError
 from sandbox.kubeapi.meta import rfc3339
-from sandbox.kubeapi.resources import CHAOS_KINDS, PAUSE_ANNOTATION, RECORDS_FINALIZER, Resource
+from sandbox.kubeapi.resources import (
+    CHAOS_KINDS,
+    CLEAN_FINALIZER_ANNOTATION,
+    CLEAN_FINALIZER_FORCED,
+    FAIL_RECOVERY_ANNOTATION,
+    PAUSE_ANNOTATION,
+    RECORDS_FINALIZER,
+    Resource,
+)
 from sandbox.kubeapi.selection import apply_mode, select_pods
 from sandbox.kubeapi.store import ObjectStore
 from sandbox.kubeapi.translate import to_effect
@@ -27,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 10  # Chaos Mesh's default controller MaxEvents per record
 NO_TARGET = "Failed to select targets: no target has been selected"
+RECOVERY_FAILED = f"recovery failed: the sandbox's {FAIL_RECOVERY_ANNOTATION} annotation is set"
 
 
 def fault_id(resource: Resource, obj: dict) -> str:
@@ -40,6 +49,16 @@ def is_one_shot(resource: Resource, spec: dict) -> bool:
 
 def is_paused(obj: dict) -> bool:
     return (obj["metadata"].get("annotations") or {}).get(PAUSE_ANNOTATION) == "true"
+
+
+def is_forced(obj: dict) -> bool:
+    """Chaos Mesh's forced finalizer clean-up: honoured only once the object is being deleted."""
+    meta = obj["metadata"]
+    return "deletionTimestamp" in meta and (meta.get("annotations") or {}).get(CLEAN_FINALIZER_ANNOTATION) == CLEAN_FINALIZER_FORCED
+
+
+def recovery_fails(obj: dict) -> bool:
+    return (obj["metadata"].get("annotations") or {}).get(FAIL_RECOVERY_ANNOTATION) == "true"
 
 
 def _conditions(records: list[dict] | None, paused: bool, selection_failure: str) -> list[dict]:
@@ -177,6 +196,11 @@ class ChaosController:
                 self._event(record, "Apply", True)
 
     async def _recover(self, resource: Resource, obj: dict, records: list[dict]) -> None:
+        if recovery_fails(obj):
+            for record in records:
+                if record["phase"] != "NotInjected":
+                    self._event(record, "Recover", False, RECOVERY_FAILED)
+            return
         try:
             await asyncio.to_thread(self._platform.clear, fault_id(resource, obj))
         except Exception as exc:
@@ -221,11 +245,14 @@ class ChaosController:
                 await self._apply(resource, obj, records)
             elif desired == "Stop" and any(r["phase"] != "NotInjected" for r in records):
                 await self._recover(resource, obj, records)
-        self._commit(resource, meta["namespace"], meta["name"], uid, status())
+        self._commit(resource, meta["namespace"], meta["name"], uid, status(), after_recovery=True)
 
-    def _commit(self, resource: Resource, namespace: str, name: str, uid: str, status: dict) -> bool:
+    def _commit(self, resource: Resource, namespace: str, name: str, uid: str, status: dict, *, after_recovery: bool = False) -> bool:
         """Write status (and drop the finalizer once recovered) on the object as it is now.
 
+        A deleting object annotated `cleanFinalizer: forced` loses every finalizer, recovered or
+        not, as in Chaos Mesh; here only after this pass's recovery attempt, so a recovery that
+        can succeed does (a fault that cannot be recovered stays on the platform, as on a cluster).
         False when the object is no longer there (or is another object of the same name).
         """
         try:
@@ -238,7 +265,10 @@ class ChaosController:
         current["status"] = status
         records = status["experiment"].get("containerRecords") or []
         meta = current["metadata"]
-        if "deletionTimestamp" in meta and all(r["phase"] == "NotInjected" for r in records):
+        if after_recovery and is_forced(current):
+            meta["finalizers"] = []
+            self._seen.discard(uid)
+        elif "deletionTimestamp" in meta and all(r["phase"] == "NotInjected" for r in records):
             meta["finalizers"] = [f for f in meta.get("finalizers") or [] if f != RECORDS_FINALIZER]
             if not meta["finalizers"]:
                 self._seen.discard(uid)

@@ -14,6 +14,13 @@ CHAOS_VERSION = "v1alpha1"
 CHAOS_API_VERSION = f"{CHAOS_GROUP}/{CHAOS_VERSION}"
 RECORDS_FINALIZER = "chaos-mesh/records"
 PAUSE_ANNOTATION = "experiment.chaos-mesh.org/pause"
+# Chaos Mesh's documented forced clean-up: on a deleting object, its controller drops every
+# finalizer without waiting for the recovery (controllers/common/finalizers).
+CLEAN_FINALIZER_ANNOTATION = "chaos-mesh.chaos-mesh.org/cleanFinalizer"
+CLEAN_FINALIZER_FORCED = "forced"
+# The sandbox's own switch (not Chaos Mesh's): every recovery of the annotated object fails, as
+# when chaos-daemon cannot reach the target's node, so the records finalizer is never released.
+FAIL_RECOVERY_ANNOTATION = "sandbox.airflow-chaos.dev/fail-recovery"
 
 
 @dataclass(frozen=True)

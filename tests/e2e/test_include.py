@@ -30,7 +30,7 @@ EXTRA = {
         "hypothesis": "Bookings keep flowing.",
         "target": {"service": "booking-api"},
         "chaos": {"kind": "PodChaos", "spec": {"action": "pod-kill", "mode": "one", "duration": "15s",
-                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}}}},
+                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api", "app.kubernetes.io/name": "booking-api"}}}},
     },
     "low/cache-slow-quick.yaml": {
         "name": "cache-slow-quick",
@@ -39,7 +39,7 @@ EXTRA = {
         "hypothesis": "Nothing a customer notices.",
         "target": {"service": "cache"},
         "chaos": {"kind": "NetworkChaos", "spec": {"action": "delay", "mode": "one", "duration": "20s", "delay": {"latency": "5ms"},
-                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}}},
+                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache", "app.kubernetes.io/name": "cache"}}}},
     },
     "low/cache-slow-long.yaml": {
         "name": "cache-slow-long",
@@ -48,7 +48,7 @@ EXTRA = {
         "hypothesis": "Nothing a customer notices.",
         "target": {"service": "cache"},
         "chaos": {"kind": "NetworkChaos", "spec": {"action": "delay", "mode": "one", "duration": "5m", "delay": {"latency": "5ms"},
-                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}}},
+                  "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache", "app.kubernetes.io/name": "cache"}}}},
     },
     "medium/booking-api-abort.yaml": {
         "name": "booking-api-abort",
@@ -57,7 +57,7 @@ EXTRA = {
         "hypothesis": "Retries on the other replicas hide it (they do not: this breaches).",
         "target": {"service": "booking-api"},
         "chaos": {"kind": "HTTPChaos", "spec": {"mode": "one", "target": "Request", "port": 8080, "path": "*", "abort": True,
-                  "duration": "2m", "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}}}},
+                  "duration": "2m", "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api", "app.kubernetes.io/name": "booking-api"}}}},
     },
     "medium/email-service-quick-abort.yaml": {
         "name": "email-service-quick-abort",
@@ -66,7 +66,7 @@ EXTRA = {
         "hypothesis": "Bookings are unaffected.",
         "target": {"service": "email-service"},
         "chaos": {"kind": "HTTPChaos", "spec": {"mode": "one", "target": "Request", "port": 8080, "path": "/send*", "abort": True,
-                  "duration": "20s", "selector": {"namespaces": ["notifications"], "labelSelectors": {"app": "email-service"}}}},
+                  "duration": "20s", "selector": {"namespaces": ["notifications"], "labelSelectors": {"app": "email-service", "app.kubernetes.io/name": "email-service"}}}},
     },
 }
 

@@ -327,23 +327,20 @@ def test_two_tiers_together_never_inject_twice(chaos: Chaos) -> None:
     assert len(watch.names) == 2
 
 
-def test_a_protected_pod_resolved_at_run_time_is_refused(chaos: Chaos) -> None:
-    from kubernetes.client import CoreV1Api
-
-    core = CoreV1Api(chaos.cluster.kubernetes.api_client)
-    pod = chaos.cluster.list_pods("notifications", label_selector="app=booking-confirmation")[0]
-    core.patch_namespaced_pod(pod.metadata.name, "notifications", {"metadata": {"labels": {"app": "email-service"}}})
-    try:
-        with FaultWatch(chaos) as watch:
-            run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
-            chaos.admin.wait_for_task_state("chaos_medium_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
-            chaos.approve(chaos.sre, "chaos_medium_risk", run_id, "approve_sre")
-            chaos.admin.wait_for_run("chaos_medium_risk", run_id, timeout=180, expect="failed")
-    finally:
-        core.patch_namespaced_pod(pod.metadata.name, "notifications", {"metadata": {"labels": {"app": "booking-confirmation"}}})
+def test_an_approver_removed_after_answering_no_longer_counts(chaos: Chaos) -> None:
+    """Inject checks each answer against the policy as it is at the point of no return: an SRE
+    removed from the approvers after approving (left the team, lost trust) approves nothing.
+    (A protected pod can no longer hide behind a selector's labels: tests/unit/test_scope_property.py
+    proves the static check against the API server's own resolution.)"""
+    with FaultWatch(chaos) as watch:
+        run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
+        chaos.approve(chaos.sre, "chaos_medium_risk", run_id, "approve_sre")
+        chaos.policy(**{"approvers.sre": ["admin"]})
+        chaos.admin.wait_for_run("chaos_medium_risk", run_id, timeout=240, expect="failed")
     assert watch.most == 0
-    assert chaos.admin.task_states("chaos_medium_risk", run_id)["preflight"] == "failed"
-    assert "protected service 'booking-confirmation'" in chaos.admin.task_log("chaos_medium_risk", run_id, "preflight")
+    assert chaos.admin.task_states("chaos_medium_risk", run_id)["inject"] == "failed"
+    log = chaos.admin.task_log("chaos_medium_risk", run_id, "inject")
+    assert "answered by 'sre-oncall', who is not an approver of role 'sre' in the policy now (approvers: admin)" in log, log
 
 
 # --- operations: the emergency stop and the dead-man watchdog, on the same Airflow ------------------
@@ -367,7 +364,8 @@ def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chao
         gone_after = time.monotonic() - started
         chaos.admin.wait_for_run("chaos_emergency_stop", stop, timeout=120, expect="success")
         chaos.admin.wait_for_run("chaos_low_risk", run_id, timeout=300, expect="failed")
-        assert chaos.result("chaos_low_risk", run_id)["monitor"]["status"] == "gone"
+        monitor = chaos.result("chaos_low_risk", run_id)["monitor"]
+        assert monitor["status"] == "halted" and monitor["halt"]["halted_reason"] == "e2e: bookings at risk", monitor
         print(f"\nfault gone {gone_after:.1f} s after the stop task started")
         assert gone_after < 5
         with FaultWatch(chaos) as watch:
@@ -379,6 +377,7 @@ def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chao
     finally:
         # Whatever failed above, the halt must not outlive this test (it would fail every later one).
         resume = chaos.admin.trigger("chaos_resume", conf={"reason": "e2e: all clear"})
+        chaos.approve(chaos.sre, "chaos_resume", resume, "approve_resume")
         chaos.admin.wait_for_run("chaos_resume", resume, timeout=120, expect="success")
     state = HaltFlag(chaos.cluster, NAMESPACE).state()
     assert not state.halted and state.halted_reason == "e2e: bookings at risk" and state.resumed_reason == "e2e: all clear"

@@ -21,6 +21,7 @@ from chaos_engineering.render import (
     LABEL_TIER,
     MANAGED_BY,
 )
+from sandbox.kubeapi.resources import FAIL_RECOVERY_ANNOTATION
 
 NAMESPACE = "chaos-engineering"
 
@@ -58,9 +59,42 @@ def wait_injected(obj: dict[str, Any], timeout: float = 10) -> None:
         time.sleep(0.1)
 
 
+def hold_recovery(obj: dict[str, Any]) -> None:
+    """The sandbox's stuck-finalizer switch: every recovery of this fault fails (as when
+    chaos-daemon cannot reach its node), so once deleted it stays deleting, its fault applied."""
+    ChaosMeshHook().patch(ChaosKind(obj["kind"]), obj["metadata"]["name"], obj["metadata"]["namespace"],
+                          {"metadata": {"annotations": {FAIL_RECOVERY_ANNOTATION: "true"}}})
+
+
+def target_pods(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(namespace, name) of the pods Chaos Mesh recorded for this fault, read now."""
+    records = ((get(obj) or {}).get("status") or {}).get("experiment", {}).get("containerRecords") or []
+    return [tuple(r["id"].split("/", 1)) for r in records]
+
+
+def restart_pods(pods: list[tuple[str, str]]) -> None:
+    """What the runbook says after a forced clean-up: delete the targets (a new pod carries no fault)."""
+    from kubernetes.client.exceptions import ApiException
+
+    core = ChaosMeshHook().core
+    for namespace, name in pods:
+        try:
+            core.delete_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 def remove(obj: dict[str, Any]) -> None:
-    """Test clean-up: delete, and drop any finalizer a test added."""
+    """Test clean-up: let recovery succeed again, delete, and drop any finalizer a test added."""
+    from kubernetes.client.exceptions import ApiException
+
     hook, kind = ChaosMeshHook(), ChaosKind(obj["kind"])
+    try:
+        hook.patch(kind, obj["metadata"]["name"], obj["metadata"]["namespace"], {"metadata": {"annotations": {FAIL_RECOVERY_ANNOTATION: None}}})
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
     hook.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"])
     deadline = time.monotonic() + 10
     while (current := get(obj)) is not None and time.monotonic() < deadline:

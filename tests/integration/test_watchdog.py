@@ -13,7 +13,9 @@ from chaos_engineering import watchdog
 from chaos_engineering.heartbeat import Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.triggers import FaultMonitorTrigger
+from chaos_engineering.lock import ExperimentLock
 from tests.integration.chaos_support import NAMESPACE, chaosctl, create_fault, get, json_out, remove
+from tests.integration.inject_support import Run, open_include
 
 GRACE_S = 5.0
 
@@ -73,32 +75,25 @@ def test_a_fault_never_watched_goes_after_grace(faults):
     assert removal.reason.startswith("no heartbeat, created") and removal.fault.run.startswith("chaos_low_risk/manual__")
 
 
-def test_the_inject_task_hands_the_fault_over_to_its_monitor(faults):
+@pytest.fixture
+def open_window(tmp_path_factory, connections):
+    yield from open_include(tmp_path_factory, connections)
+
+
+def test_the_inject_task_hands_the_fault_over_to_its_monitor(faults, open_window):
     """The inject task's heartbeat keeps the fault past the grace until the monitor's hand-over
     budget (policy `safety.monitor_handover`) runs out; then the watchdog removes it."""
-    from types import SimpleNamespace
-
-    from chaos_engineering.lock import ExperimentLock
-    from chaos_engineering.operators.fault import InjectFaultOperator
     from chaos_engineering.policy import load_policy
-    from chaos_engineering.render import LABEL_RUN_KEY
 
     policy, _ = load_policy()
     handover = policy.safety.monitor_handover
     assert handover > watchdog.DEFAULT_GRACE_S + 10
-    run = SimpleNamespace(dag_id="chaos_low_risk", run_id=f"manual__handover-{time.time_ns()}")
-    body = create_fault("wd-handover")  # a template: the operator creates its own copy
-    remove(body)
-    manifest = {**body, "metadata": {"name": body["metadata"]["name"] + "-x", "namespace": NAMESPACE,
-                                     "labels": body["metadata"]["labels"] | {LABEL_RUN_KEY: run.run_id[-40:]},
-                                     "annotations": body["metadata"]["annotations"]}}
-    manifest.pop("status", None)
-    lock = ExperimentLock(ChaosMeshHook(), NAMESPACE)
-    lock.acquire(f"{run.dag_id}/{run.run_id}", 300)
+    run = Run("chaos_low_risk", "cache-slow-long")
+    run.lock()
     try:
-        ref = InjectFaultOperator(task_id="inject", plan={"manifest": manifest}).execute({"dag_run": run})
+        ref = run.inject("low")
     finally:
-        lock.release(f"{run.dag_id}/{run.run_id}")
+        ExperimentLock(ChaosMeshHook(), NAMESPACE).release(f"{run.dag_id}/{run.run_id}")
     fault = get({"kind": ref["kind"], "metadata": {"name": ref["name"], "namespace": ref["namespace"]}})
     faults.append(fault)
     beat = heartbeat(fault).read()

@@ -14,8 +14,8 @@ SERVICES = COMPOSE["services"]
 AIRFLOW = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer", "airflow-init"]
 STATEFUL = ["postgres", "redis", "prometheus", "pushgateway", "grafana", "minio", "sandbox"]
 CONNECTIONS = ["AIRFLOW_CONN_KUBERNETES_DEFAULT", "AIRFLOW_CONN_PROMETHEUS_DEFAULT", "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT",
-               "AIRFLOW_CONN_SLACK_CHAOS", "AIRFLOW_CONN_AWS_REPORTS", "AIRFLOW_CONN_DR_PROBE_DEFAULT"]
-
+               "AIRFLOW_CONN_SLACK_CHAOS", "AIRFLOW_CONN_AWS_REPORTS", "AIRFLOW_CONN_DR_PROBE_DEFAULT",
+               "AIRFLOW_CONN_AIRFLOW_API_DEFAULT"]
 
 def _env_example() -> dict[str, str]:
     values = {}
@@ -117,3 +117,19 @@ def test_the_sandbox_listens_where_the_airflow_containers_reach_it() -> None:
     assert server == f"http://sandbox:{command[command.index('--kube-port') + 1]}"
     probe = json.loads(_env_example()["AIRFLOW_CONN_DR_PROBE_DEFAULT"])
     assert probe["host"] == f"http://sandbox:{command[command.index('--metrics-port') + 1]}"
+
+
+def test_inject_reads_approvals_as_a_read_only_account_that_approves_nothing() -> None:
+    """The connection's account exists with the viewer role and its password, and is no approver."""
+    from chaos_engineering.policy import load_policy
+
+    env = _env_example()
+    api = json.loads(env["AIRFLOW_CONN_AIRFLOW_API_DEFAULT"])
+    assert api["host"] == "http://airflow-apiserver:8080"
+    common = SERVICES["airflow-apiserver"]["environment"]
+    roles = dict(pair.split(":") for pair in common["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert roles[api["login"]] == "viewer"
+    assert json.loads(env["SIMPLE_AUTH_PASSWORDS"])[api["login"]] == api["password"]
+    policy, _ = load_policy()
+    assert all(api["login"] not in users for users in policy.approvers.values())
+    assert all(user in roles for users in policy.approvers.values() for user in users)

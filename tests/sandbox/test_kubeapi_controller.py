@@ -221,3 +221,61 @@ def test_delete_recovers_before_letting_go(kube):
         GROUP, VERSION, CHAOS_NS, "httpchaos", "held-injected", {"metadata": {"finalizers": None}}
     )
     assert is_gone(kube, "httpchaos", "held-injected")
+
+
+FORCED = {"chaos-mesh.chaos-mesh.org/cleanFinalizer": "forced"}
+FAIL_RECOVERY = "sandbox.airflow-chaos.dev/fail-recovery"
+
+
+def test_a_failing_recovery_holds_the_finalizer_until_the_clean_up_is_forced(kube):
+    kube.create_chaos("networkchaos", chaos("NetworkChaos", "stuck", {
+        "action": "delay", "mode": "one", "selector": CACHE, "delay": {"latency": "1ms"},
+    }, annotations={FAIL_RECOVERY: "true"}))
+    until(kube, "networkchaos", "stuck", {"AllInjected": "True"})
+    kube.delete_chaos("networkchaos", "stuck")
+
+    def recovery_failed():
+        obj = kube.get_chaos("networkchaos", "stuck")
+        events = obj["status"]["experiment"]["containerRecords"][0].get("events", [])
+        return obj if events[-1]["operation"] == "Recover" and events[-1]["type"] == "Failed" else None
+
+    stuck = wait_for(recovery_failed)
+    assert stuck["metadata"]["finalizers"] == ["chaos-mesh/records"] and stuck["metadata"]["deletionTimestamp"]
+    assert state(stuck)[1:] == ("Stop", [(".", "Injected", 1, 0)])
+    assert f"the sandbox's {FAIL_RECOVERY} annotation is set" in stuck["status"]["experiment"]["containerRecords"][0]["events"][-1]["message"]
+    time.sleep(0.6)  # several reconcile passes: it stays
+    assert not is_gone(kube, "networkchaos", "stuck")
+
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, CHAOS_NS, "networkchaos", "stuck", {"metadata": {"annotations": FORCED}})
+    wait_for(lambda: is_gone(kube, "networkchaos", "stuck"))
+    # Gone without its recovery: the fault stays on the platform, as on a cluster.
+    assert [kind for kind, _ in kube.platform.calls_for("networkchaos", "stuck")] == ["apply"]
+    assert any(fault.startswith(f"networkchaos/{CHAOS_NS}/stuck/") for fault in kube.platform.active_faults())
+
+
+def test_the_forced_clean_up_waits_for_the_deletion_and_a_recovery_that_works_still_runs(kube):
+    kube.create_chaos("podchaos", chaos("PodChaos", "forced-early", {
+        "action": "pod-failure", "mode": "one", "selector": CACHE,
+    }, annotations=FORCED))
+    until(kube, "podchaos", "forced-early", {"AllInjected": "True"})
+    time.sleep(0.6)  # annotated but not deleted: Chaos Mesh leaves it alone
+    live = kube.get_chaos("podchaos", "forced-early")
+    assert live["metadata"]["finalizers"] == ["chaos-mesh/records"] and "deletionTimestamp" not in live["metadata"]
+    kube.delete_chaos("podchaos", "forced-early")
+    wait_for(lambda: is_gone(kube, "podchaos", "forced-early"))
+    assert [kind for kind, _ in kube.platform.calls_for("podchaos", "forced-early")] == ["apply", "clear"]
+
+
+def test_a_released_recovery_lets_a_stuck_deletion_finish(kube):
+    kube.create_chaos("stresschaos", chaos("StressChaos", "released", {
+        "mode": "one", "selector": CACHE, "stressors": {"cpu": {"workers": 1, "load": 10}},
+    }, annotations={FAIL_RECOVERY: "true"}))
+    until(kube, "stresschaos", "released", {"AllInjected": "True"})
+    kube.delete_chaos("stresschaos", "released")
+    time.sleep(0.6)
+    assert not is_gone(kube, "stresschaos", "released")
+    kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, CHAOS_NS, "stresschaos", "released", {"metadata": {"annotations": {FAIL_RECOVERY: None}}}
+    )
+    wait_for(lambda: is_gone(kube, "stresschaos", "released"))
+    assert [kind for kind, _ in kube.platform.calls_for("stresschaos", "released")] == ["apply", "clear"]

@@ -14,6 +14,12 @@ from chaos_engineering.policy import default_include_dir
 POLICY_PATH = default_include_dir() / "safety_policy.yaml"
 
 
+def service_labels(service: str) -> dict[str, str]:
+    """Both identifying labels of a service: pinning both keeps every protected service out of reach
+    (a pod with ANY label pair of a protected service counts as that service's)."""
+    return {"app": service, "app.kubernetes.io/name": service}
+
+
 def base_experiment() -> dict[str, Any]:
     return {
         "name": "booking-api-pod-kill",
@@ -26,7 +32,7 @@ def base_experiment() -> dict[str, Any]:
             "spec": {
                 "action": "pod-kill",
                 "mode": "one",
-                "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}},
+                "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("booking-api")},
                 "duration": "60s",
             },
         },

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.catalogue_support import DELETE, base_experiment, load, mutated
+from tests.unit.catalogue_support import DELETE, base_experiment, load, mutated, service_labels
 
 NOTIFICATIONS_ALL = {"namespaces": ["notifications"]}
+# What the low and medium tiers may not reach (absolute and high levels).
+FORBIDDEN_LOW = ["payment-processor", "stripe-webhook-handler", "booking-confirmation", "sms-notifications"]
+
+
+def reach(field: str, services: list[str] = FORBIDDEN_LOW) -> list[tuple[str, str, str]]:
+    return [(field, "protected-reach", f"protected service {name!r}") for name in services]
+
 
 # (id, changes to the base experiment, expected [(field, rule, words in the message)])
 CASES = [
@@ -24,7 +31,7 @@ CASES = [
         "protected-target",
         {
             "target.service": "booking-confirmation",
-            "chaos.spec.selector": {"namespaces": ["notifications"], "labelSelectors": {"app": "booking-confirmation"}},
+            "chaos.spec.selector": {"namespaces": ["notifications"], "labelSelectors": service_labels("booking-confirmation")},
         },
         [
             ("target.service", "protected-target", "level 'high'"),
@@ -33,12 +40,12 @@ CASES = [
     ),
     ("tier-kind", {"chaos.kind": "IOChaos", "chaos.spec": {
         "action": "latency", "mode": "one", "volumePath": "/data", "delay": "10ms",
-        "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}}}},
+        "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("booking-api")}}},
      [("chaos.kind", "tier-kind", "IOChaos is not allowed in the low tier")]),
     ("tier-action", {"chaos.spec.action": "pod-failure"}, [("chaos.spec.action", "tier-action", "'pod-failure'")]),
     ("tier-action-stressor", {"chaos.kind": "StressChaos", "chaos.spec": {
         "mode": "one", "stressors": {"memory": {"workers": 1, "size": "64MB"}},
-        "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}}}},
+        "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("booking-api")}}},
      [("chaos.spec", "tier-action", "'memory'")]),
     ("max-duration", {"chaos.spec.duration": "11m"}, [("chaos.spec.duration", "max-duration", "11m exceeds the low tier's maximum of 10m")]),
     ("blast-radius-mode", {"chaos.spec.mode": "all"}, [("chaos.spec.mode", "blast-radius-mode", "'all'")]),
@@ -54,12 +61,18 @@ CASES = [
         ],
     ),
     (
+        # A pod with ANY label pair of a protected service counts as the service's, in any
+        # namespace: the whole namespace reaches every protected service, not only its own.
         "protected-reach-namespace-wide",
         {"target.service": "email-service", "chaos.spec.selector": NOTIFICATIONS_ALL},
-        [
-            ("chaos.spec.selector", "protected-reach", "'booking-confirmation'"),
-            ("chaos.spec.selector", "protected-reach", "'sms-notifications'"),
-        ],
+        reach("chaos.spec.selector"),
+    ),
+    (
+        # `app: booking-api` leaves app.kubernetes.io/name open: a pod carrying
+        # app.kubernetes.io/name=payment-processor as well would be selected.
+        "protected-reach-other-key",
+        {"chaos.spec.selector.labelSelectors": {"app": "booking-api"}},
+        [(f, r, f"app.kubernetes.io/name={name}") for (f, r, _), name in zip(reach("chaos.spec.selector"), FORBIDDEN_LOW)],
     ),
     (
         "protected-reach-expression",
@@ -67,10 +80,11 @@ CASES = [
             "target.service": "email-service",
             "chaos.spec.selector": {
                 "namespaces": ["notifications"],
+                "labelSelectors": {"app.kubernetes.io/name": "email-service"},
                 "expressionSelectors": [{"key": "app", "operator": "NotIn", "values": ["sms-notifications"]}],
             },
         },
-        [("chaos.spec.selector", "protected-reach", "'booking-confirmation'")],
+        reach("chaos.spec.selector", ["payment-processor", "stripe-webhook-handler", "booking-confirmation"]),
     ),
     (
         "protected-reach-expression-excludes",
@@ -78,7 +92,10 @@ CASES = [
             "target.service": "email-service",
             "chaos.spec.selector": {
                 "namespaces": ["notifications"],
-                "expressionSelectors": [{"key": "app", "operator": "In", "values": ["email-service"]}],
+                "expressionSelectors": [
+                    {"key": "app", "operator": "In", "values": ["email-service"]},
+                    {"key": "app.kubernetes.io/name", "operator": "NotIn", "values": FORBIDDEN_LOW},
+                ],
             },
         },
         [],
@@ -87,30 +104,33 @@ CASES = [
         "protected-reach-network-target",
         {"chaos.kind": "NetworkChaos", "chaos.spec": {
             "action": "delay", "mode": "one", "delay": {"latency": "10ms"}, "direction": "to",
-            "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}},
-            "target": {"mode": "all", "selector": {"namespaces": ["notifications"]}}}},
-        [
-            ("chaos.spec.target.selector", "protected-reach", "'booking-confirmation'"),
-            ("chaos.spec.target.selector", "protected-reach", "'sms-notifications'"),
-        ],
+            "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("booking-api")},
+            "target": {"mode": "fixed-percent", "value": "25", "selector": {"namespaces": ["notifications"]}}}},
+        reach("chaos.spec.target.selector"),
     ),
     (
         "network-target-namespaces",
         {"chaos.kind": "NetworkChaos", "chaos.spec": {
             "action": "delay", "mode": "one", "delay": {"latency": "10ms"}, "direction": "to",
-            "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}},
-            "target": {"mode": "all", "selector": {"labelSelectors": {"app": "database"}}}}},
+            "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("booking-api")},
+            "target": {"mode": "fixed-percent", "value": "25", "selector": {"labelSelectors": service_labels("database")}}}},
         [("chaos.spec.target.selector.namespaces", "explicit-namespaces", "explicitly")],
     ),
     (
-        "pods-list-in-protected-namespace",
-        {"target.service": "email-service", "chaos.spec.selector": {"pods": {"notifications": ["email-service-abcde"]}}},
-        [
-            ("chaos.spec.selector", "protected-reach", "'booking-confirmation'"),
-            ("chaos.spec.selector", "protected-reach", "'sms-notifications'"),
-        ],
+        "network-target-mode",
+        {"chaos.kind": "NetworkChaos", "chaos.spec": {
+            "action": "delay", "mode": "one", "delay": {"latency": "10ms"}, "direction": "to",
+            "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("booking-api")},
+            "target": {"mode": "all", "selector": {"namespaces": ["booking"], "labelSelectors": service_labels("database")}}}},
+        [("chaos.spec.target.mode", "blast-radius-mode", "target mode 'all' is not allowed in the low tier")],
     ),
-    ("target-mismatch", {"chaos.spec.selector.labelSelectors": {"app": "cache"}}, [("chaos.spec.selector", "target-mismatch", "'booking-api'")]),
+    (
+        # Named pods' labels are only known at run time: they could be any service's.
+        "pods-list",
+        {"target.service": "email-service", "chaos.spec.selector": {"pods": {"notifications": ["email-service-abcde"]}}},
+        reach("chaos.spec.selector"),
+    ),
+    ("target-mismatch", {"chaos.spec.selector.labelSelectors": service_labels("cache")}, [("chaos.spec.selector", "target-mismatch", "'booking-api'")]),
     ("unknown-threshold", {"thresholds": {"latency": {"limit": 1}}}, [("thresholds.latency", "unknown-threshold", "'latency'")]),
     ("loosened-drop", {"thresholds": {"booking_rate": {"limit": 20}}}, [("thresholds.booking_rate.limit", "loosened-threshold", "20 is looser than the policy's 10")]),
     ("loosened-at-least", {"thresholds": {"availability": {"limit": 99}}}, [("thresholds.availability.limit", "loosened-threshold", "99 is looser")]),
@@ -123,9 +143,12 @@ def test_rule(tmp_path, changes, expected):
     catalogue = load(tmp_path, mutated(base_experiment(), changes))
     found = [(i.field, i.rule) for i in catalogue.issues]
     assert sorted(found) == sorted((field, rule) for field, rule, _ in expected), catalogue.issues
-    for issue, (_, _, words) in zip(sorted(catalogue.issues, key=lambda i: (i.field, i.rule)), sorted(expected)):
-        assert words in issue.message
+    unmatched = list(catalogue.issues)
+    for field, rule, words in expected:
+        issue = next((i for i in unmatched if (i.field, i.rule) == (field, rule) and words in i.message), None)
+        assert issue is not None, f"no {rule} issue at {field} saying {words!r}: {unmatched}"
         assert issue.file.endswith("e0.yaml")
+        unmatched.remove(issue)
     assert (catalogue.get("booking-api-pod-kill") is not None) == (not expected)
 
 

@@ -12,7 +12,9 @@ from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.sdk import BaseHook
 from chaos_engineering.chaosmesh.constants import GROUP, PLURALS, VERSION, ChaosKind
 
-# Bound every API call: a hung API server must not hang the safety path.
+# Bound every API call: a hung API server must not hang the safety path. Also how long a create
+# sent just before an emergency stop's halt may still land: the stop sweeps until this long after
+# the halt (emergency.IN_FLIGHT_S).
 REQUEST_TIMEOUT_S = 10
 
 

@@ -9,8 +9,9 @@ replaces (HTTP POST, `pushadd`) only the metrics it names inside that group, so:
   run stay until the next run's `finished` replaces them);
 - no run id in any label: series stay few and the Pushgateway does not grow run after run.
 
-Emergency stops, resumes and the watchdog's readings (halt, lock) are not about one experiment:
-they go to the group `{job="chaos_engineering"}`.
+Emergency stops, resumes, forced finalizer clean-ups and the watchdog's readings (liveness,
+errors, halt, lock, stuck deletions) are not about one experiment: they go to the group
+`{job="chaos_engineering"}`.
 
 Every per-experiment series carries the labels `tier`, `experiment`, `target_service` (the
 grouping key adds `job`, and `instance=""`; scrape the Pushgateway with `honor_labels: true`).
@@ -38,6 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from chaos_engineering.notify.delivery import CALL_TIMEOUT_S, DISABLED, FAILED, SENT, SKIPPED, Deadline, connection_or_none, log, log_failure, secrets_of
 from chaos_engineering.notify.messages import recovery_summary
 from chaos_engineering.notify.run import experiment_of_object
+from chaos_engineering.safety import FAIL_SAFE
 
 DEFAULT_CONN_ID = "pushgateway_default"
 JOB = "chaos_engineering"
@@ -73,8 +75,12 @@ METRICS: dict[str, MetricSpec] = {
     "chaos_experiment_system_health_score": MetricSpec("gauge", "Latest run's system health score, 0 to 100 (docs/REPORT.md)."),
     "chaos_emergency_stops": MetricSpec("counter", "Emergency stops carried out."),
     "chaos_emergency_stop_last_timestamp_seconds": MetricSpec("gauge", "Unix time of the latest emergency stop."),
-    "chaos_watchdog_last_sweep_timestamp_seconds": MetricSpec("gauge", "Unix time of the dead-man watchdog's latest sweep."),
-    "chaos_watchdog_removals": MetricSpec("counter", "Faults the dead-man watchdog removed because their heartbeat went stale."),
+    "chaos_watchdog_last_sweep_timestamp_seconds": MetricSpec("gauge", "Unix time of the dead-man watchdog's latest successful sweep (every chaos kind listed)."),
+    "chaos_watchdog_removals": MetricSpec("counter", "Faults the dead-man watchdog removed: heartbeat stale, or chaos halted."),
+    "chaos_watchdog_errors": MetricSpec("counter", "Failed calls in the dead-man watchdog's sweeps (a list, a read, a delete)."),
+    "chaos_fault_deletion_stuck": MetricSpec("gauge", "Faults of ours whose deletion outlasted safety.deletion_timeout (Chaos Mesh's finalizer holds them), at the watchdog's latest successful sweep."),
+    "chaos_fault_deletions_forced": MetricSpec("counter", "Chaos Mesh finalizer clean-ups forced (cleanFinalizer annotation) on deletions that outlasted their bound, by who forced them.", "by"),
+    "chaos_fault_deletion_last_forced_timestamp_seconds": MetricSpec("gauge", "Unix time of the latest forced finalizer clean-up (its fault may still be applied)."),
     "chaos_halt_active": MetricSpec("gauge", "1 while the emergency-stop halt blocks every injection (set by stop and resume, read back by every watchdog sweep)."),
     "chaos_lock_held": MetricSpec("gauge", "1 while the experiment lock Lease has a live holder (read by every watchdog sweep)."),
     "chaos_experiment_last_failsafe_timestamp_seconds": MetricSpec("gauge", "Unix time the fail-safe last removed this experiment's fault: metrics unreadable for max_failed_reads checks."),
@@ -101,6 +107,10 @@ def labels_of(plan: Mapping[str, Any] | None) -> dict[str, str] | None:
     if not plan or not plan.get("experiment") or not plan.get("tier"):
         return None
     return {"tier": str(plan["tier"]), "experiment": str(plan["experiment"]), "target_service": str(plan.get("target_service") or "unknown")}
+
+
+def _forced(by: str, count: float, at: float) -> Update:
+    return Update({}, {"chaos_fault_deletion_last_forced_timestamp_seconds": at}, {"chaos_fault_deletions_forced": {by: count}})
 
 
 def _one_hot(current: str, values: tuple[str, ...]) -> dict[str, float]:
@@ -141,8 +151,12 @@ def updates_for(
     now = time.time() if now is None else now
     if plan is None and result is not None:
         plan = result.get("experiment")
+    if event == "deletion_forced":
+        return [_forced(str(extra.get("by") or "unknown"), float(extra.get("count") or 1), now)]
     if event == "emergency_stop":
         updates = [Update({}, {"chaos_emergency_stop_last_timestamp_seconds": now, "chaos_halt_active": 1.0}, {"chaos_emergency_stops": 1.0})]
+        if extra.get("forced"):
+            updates.append(_forced("emergency_stop", float(len(extra["forced"])), now))
         for obj in extra.get("removed") or ():
             labels = labels_of(experiment_of_object(obj) if "metadata" in obj else obj)
             if labels:
@@ -170,7 +184,7 @@ def updates_for(
         at = float(breach["at"]) if breach.get("at") is not None else now
         increments["chaos_safety_violation"] = {str(breach.get("threshold") or "unknown"): 1.0}
         gauges["chaos_experiment_last_violation_timestamp_seconds"] = at
-        if breach.get("rule") == "max_failed_reads":
+        if breach.get("rule") in ("max_failed_reads", FAIL_SAFE):
             gauges["chaos_experiment_last_failsafe_timestamp_seconds"] = at
         removed_at = extra.get("removal_requested_at")
         if removed_at is not None and not extra.get("removal_error"):

@@ -9,6 +9,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
 from chaos_engineering.notify import ChaosNotifier
 from chaos_engineering.policy import SafetyPolicy, Tier
+from chaos_engineering.verification import approval_task_id
 
 ROLE_TITLES = {"sre": "SRE", "executive": "executive"}
 
@@ -20,9 +21,13 @@ APPROVAL_BODY = """\
 - Hypothesis: {{ ti.xcom_pull(task_ids='plan')['hypothesis'] }}
 - Fault duration: {{ ti.xcom_pull(task_ids='plan')['duration_s'] | int }} s (enforced by Chaos Mesh)
 - Object: {{ ti.xcom_pull(task_ids='plan')['manifest']['metadata']['namespace'] }}/{{ ti.xcom_pull(task_ids='plan')['manifest']['metadata']['name'] }}
+- Object digest: `{{ ti.xcom_pull(task_ids='plan')['digest'] }}` (inject creates the object only if it still has this digest)
 
 Approving lets the run continue to the window guard and the pre-flight health check; any
 threshold breach removes the fault at once. Rejecting, or no answer in time, injects nothing.
+Right before the fault, inject checks this answer in Airflow's records: who answered (an approver
+of this role, not the person who gave another approval of this run), when (it expires after the
+policy's `approval_valid_for`) and the digest above.
 """
 
 
@@ -81,7 +86,7 @@ def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -
     the result is still written. No `defaults`: a timeout fails the task; never approve by default.
     """
     return RecordedApprovalOperator(
-        task_id=f"approve_{role}",
+        task_id=approval_task_id(role),
         subject=f"Approve chaos experiment ({ROLE_TITLES.get(role, role)}): "
         "{{ ti.xcom_pull(task_ids='plan')['experiment'] }} [" + tier.value + " tier]",
         body=APPROVAL_BODY,

@@ -36,8 +36,10 @@ def lock_holder(context: Any) -> str:
 
 
 def is_manual(context: Any) -> bool:
+    """Only a run a person triggered is manual (and may use a tier's manual override): scheduled,
+    backfill and asset-triggered runs keep to the tier's window."""
     run_type = context["dag_run"].run_type
-    return str(getattr(run_type, "value", run_type)) != "scheduled"
+    return str(getattr(run_type, "value", run_type)) == "manual"
 
 
 def fail_if_halted(hook: Any, namespace: str) -> None:

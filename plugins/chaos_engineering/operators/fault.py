@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from functools import cached_property
 from typing import Any
@@ -10,11 +11,17 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat, default_holder
+from chaos_engineering.hooks.airflow_api import AirflowApiHook
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.hooks.prometheus import PrometheusHook
+from chaos_engineering.injections import Injection, InjectionRecord
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.notify import announce, metrics
-from chaos_engineering.operators.common import fail_if_halted, lock_holder, policy_or_fail
-from chaos_engineering.render import ANNOTATION_APPROVALS, LABEL_RUN_KEY
+from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, lock_holder, run_identity
+from chaos_engineering.operators.verify import VerifiedInjection, verify_injection
+from chaos_engineering.policy import Tier
+from chaos_engineering.render import LABEL_RUN_KEY, run_key
+from chaos_engineering.verification import VerificationFailed
 
 
 def fault_ref(obj: dict[str, Any]) -> dict[str, str]:
@@ -22,54 +29,85 @@ def fault_ref(obj: dict[str, Any]) -> dict[str, str]:
 
 
 class InjectFaultOperator(BaseOperator):
-    """Creates the Chaos Mesh object of the plan, with the approvals in its annotations.
+    """Creates the run's Chaos Mesh object, after verifying everything itself, at the point of no return.
 
-    Idempotent: the object carries the run's key, so a retry finds the object an earlier try
-    created (even one whose answer was lost) instead of creating a second fault.
+    Nothing upstream is trusted (an Airflow `user` may mark tasks success, clear them, or edit
+    XCom): right before the create, this re-derives the object from the catalogue and policy as
+    they are now, the approvals from Airflow's human-in-the-loop records, the window for the whole
+    fault, the target pods from the cluster and the baseline from Prometheus; it refuses (fails,
+    nothing created) on any difference. One injection per run, ever: a claim in the cluster makes
+    a cleared or retried task adopt its run's object, or refuse, never create a second fault. The
+    halt flag is read again after the create; if set, the object is deleted at once.
     """
 
-    template_fields = ("plan", "approvals")
+    template_fields = ("plan",)
     ui_color = "#fce8e6"
 
     def __init__(
         self,
         *,
+        tier: str,
         plan: Any,
-        approvals: Any = None,
         kubernetes_conn_id: str = ChaosMeshHook.default_conn_name,
+        prometheus_conn_id: str = PrometheusHook.default_conn_name,
+        airflow_api_conn_id: str = AirflowApiHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.tier = tier
         self.plan = plan
-        self.approvals = approvals
         self.kubernetes_conn_id = kubernetes_conn_id
+        self.prometheus_conn_id = prometheus_conn_id
+        self.airflow_api_conn_id = airflow_api_conn_id
 
     @cached_property
     def hook(self) -> ChaosMeshHook:
         return ChaosMeshHook(self.kubernetes_conn_id)
 
+    @cached_property
+    def prometheus(self) -> PrometheusHook:
+        return PrometheusHook(self.prometheus_conn_id)
+
+    @cached_property
+    def airflow_api(self) -> AirflowApiHook:
+        return AirflowApiHook(self.airflow_api_conn_id)
+
     def execute(self, context: Any) -> dict[str, Any]:
-        policy = policy_or_fail()
+        catalogue = catalogue_or_fail()
+        policy = catalogue.policy
+        dag_id, run_id = run_identity(context)
         fail_if_halted(self.hook, policy.chaos_namespace)
-        manifest = self.plan["manifest"]
-        kind = ChaosKind(manifest["kind"])
-        state = ExperimentLock(self.hook, policy.chaos_namespace).state()
-        if state is None or state.holder != lock_holder(context):
-            raise AirflowFailException(f"this run does not hold the experiment lock (holder: {state.holder if state else 'nobody'}); not injecting")
-        run_key = manifest["metadata"]["labels"][LABEL_RUN_KEY]
-        existing = self.hook.list(kind, manifest["metadata"]["namespace"], f"{LABEL_RUN_KEY}={run_key}")
-        if existing:
-            self.log.warning("the fault of this run already exists (a retry): %s", existing[0]["metadata"]["name"])
-            created = existing[0]
+        key = run_key(dag_id, run_id)
+        adopted = self._own_object(policy.chaos_namespace, key)
+        if adopted is not None:
+            # A retry of this task after its create was answered too late: the fault exists already.
+            self.log.warning("the fault of this run already exists (a retry): %s; not creating another", adopted["metadata"]["name"])
+            created, verified = adopted, None
         else:
-            body = dict(manifest)
-            body["metadata"] = dict(manifest["metadata"], annotations=dict(manifest["metadata"]["annotations"]))
-            body["metadata"]["annotations"][ANNOTATION_APPROVALS] = _approvals_annotation(self.approvals)
-            created = self.hook.create(body)
+            record = InjectionRecord(self.hook, policy.chaos_namespace, key)
+            _refuse_second_injection(record.read())
+            verified = self._verify(context, catalogue, dag_id, run_id)
+            self._check_lock(context, policy)
+            # Again: verification takes a few seconds, and a stop may have come meanwhile.
+            fail_if_halted(self.hook, policy.chaos_namespace)
+            # Atomic: of two tries of this run racing here, one claims and the other is refused.
+            if record.claim(dag_id=dag_id, run_id=run_id, experiment=verified.experiment.name, digest=verified.digest) is None:
+                _refuse_second_injection(record.read() or Injection(dag_id, run_id, verified.experiment.name, "", ""))
+            created = self.hook.create(verified.body())
+            self._refuse_if_halted_now(created, policy)
         injected_at = time.time()
         self._hand_over(created, policy.safety.monitor_handover)
-        self.log.info("injected %s %s/%s (duration %s)", kind.value, created["metadata"]["namespace"], created["metadata"]["name"], manifest["spec"].get("duration"))
+        self.log.info(
+            "injected %s %s/%s (duration %s)%s",
+            created["kind"],
+            created["metadata"]["namespace"],
+            created["metadata"]["name"],
+            created["spec"].get("duration"),
+            f"; verified: {verified.summary()}" if verified else "",
+        )
         fault = fault_ref(created) | {"injected_at": injected_at, "uid": created["metadata"].get("uid")}
+        if verified is not None:
+            fault |= verified.record()
         announce("started", context=context, plan=self.plan, extra={"fault": fault})
         return fault
 
@@ -83,11 +121,59 @@ class InjectFaultOperator(BaseOperator):
         except Exception as exc:
             self.log.warning("cannot write the hand-over heartbeat of %s/%s (the watchdog counts from creation): %s", ref["namespace"], ref["name"], exc)
 
+    def _verify(self, context: Any, catalogue: Any, dag_id: str, run_id: str) -> VerifiedInjection:
+        try:
+            return verify_injection(
+                context,
+                catalogue,
+                Tier(self.tier),
+                planned=self.plan,
+                cluster=self.hook,
+                prometheus=self.prometheus,
+                airflow_api=self.airflow_api,
+            )
+        except VerificationFailed as exc:
+            raise AirflowFailException(str(exc)) from None
 
-def _approvals_annotation(approvals: Any) -> str:
-    import json
+    def _own_object(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """The live object this run created earlier, if any (a deleting one does not count)."""
+        for kind in ChaosKind:
+            for obj in self.hook.list(kind, namespace, f"{LABEL_RUN_KEY}={key}"):
+                if not obj["metadata"].get("deletionTimestamp"):
+                    return obj | {"kind": obj.get("kind") or kind.value}
+        return None
 
-    return json.dumps(approvals or [], sort_keys=True, default=str)
+    def _check_lock(self, context: Any, policy: Any) -> None:
+        state = ExperimentLock(self.hook, policy.chaos_namespace).state()
+        if state is None or state.holder != lock_holder(context) or state.expired(dt.datetime.now(dt.timezone.utc)):
+            holder = state.holder if state else "nobody"
+            raise AirflowFailException(f"this run does not hold the experiment lock (holder: {holder}); not injecting")
+
+    def _refuse_if_halted_now(self, created: dict[str, Any], policy: Any) -> None:
+        """An emergency stop that came while the create was in flight: undo it at once."""
+        from chaos_engineering.halt import HaltFlag
+
+        try:
+            halt = HaltFlag(self.hook, policy.chaos_namespace).state()
+            halted, why = halt.halted, f"emergency stop by {halt.halted_by} at {halt.halted_at}: {halt.halted_reason}"
+        except Exception as exc:  # cannot tell: fail closed
+            halted, why = True, f"the halt flag cannot be read after the create ({exc})"
+        if not halted:
+            return
+        ref = fault_ref(created)
+        try:
+            self.hook.delete(ChaosKind(ref["kind"]), ref["name"], ref["namespace"])
+            undone = "deleted it again"
+        except Exception as exc:
+            undone = f"COULD NOT DELETE IT ({exc}); the teardown and the watchdog retry"
+        raise AirflowFailException(f"created {ref['namespace']}/{ref['name']}, then found chaos halted ({why}); {undone}")
+
+def _refuse_second_injection(earlier: Injection | None) -> None:
+    if earlier is not None:
+        raise AirflowFailException(
+            f"this run has injected once already ({earlier.experiment}, claimed {earlier.claimed_at or 'earlier'}); "
+            "a run never injects twice, even after its tasks are cleared: trigger a new run"
+        )
 
 
 class RemoveFaultOperator(BaseOperator):
@@ -121,19 +207,21 @@ class RemoveFaultOperator(BaseOperator):
         return ChaosMeshHook(self.kubernetes_conn_id)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        manifest = self.plan["manifest"]
-        kind = ChaosKind(manifest["kind"])
-        namespace = manifest["metadata"]["namespace"]
-        selector = f"{LABEL_RUN_KEY}={manifest['metadata']['labels'][LABEL_RUN_KEY]}"
-        objects = self.hook.list(kind, namespace, selector)
+        # By the run's key, in every kind and namespace: not by the plan's XCom, which may be edited.
+        selector = f"{LABEL_RUN_KEY}={run_key(*run_identity(context))}"
+
+        def of_run() -> list[dict[str, Any]]:
+            return [o | {"kind": o.get("kind") or kind.value} for kind in ChaosKind for o in self.hook.list(kind, None, selector)]
+
+        objects = of_run()
         for obj in objects:
-            self.hook.delete(kind, obj["metadata"]["name"], namespace)
+            self.hook.delete(ChaosKind(obj["kind"]), obj["metadata"]["name"], obj["metadata"]["namespace"])
         deadline = time.monotonic() + self.removal_timeout_s
-        while (left := self.hook.list(kind, namespace, selector)) and time.monotonic() < deadline:
+        while (left := of_run()) and time.monotonic() < deadline:
             time.sleep(self.poll_interval_s)
         if left:
-            names = ", ".join(o["metadata"]["name"] for o in left)
-            raise AirflowFailException(f"{kind.value} {names} still present {self.removal_timeout_s:g} s after deletion: Chaos Mesh has not recovered it")
+            names = ", ".join(f"{o['kind']} {o['metadata']['namespace']}/{o['metadata']['name']}" for o in left)
+            raise AirflowFailException(f"{names} still present {self.removal_timeout_s:g} s after deletion: Chaos Mesh has not recovered it")
         removed_at = time.time()
         self.log.info("removed %d object(s) of this run", len(objects))
         if objects:

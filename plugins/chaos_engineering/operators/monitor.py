@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.chaosmesh.duration import parse_go_duration
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.notify import announce
-from chaos_engineering.operators.common import policy_or_fail
+from chaos_engineering.operators.common import catalogue_or_fail, run_identity
+from chaos_engineering.render import ANNOTATION_BASELINE, LABEL_EXPERIMENT, LABEL_RUN_KEY, run_key
 from chaos_engineering.triggers import FaultMonitorTrigger
+from chaos_engineering.verification import experiment_thresholds
 
 
 class FaultMonitorSensor(BaseSensorOperator):
-    """Watches the fault until Chaos Mesh ends it; a breach removes it at once and fails the run.
+    """Watches the fault until Chaos Mesh ends it; a breach or the halt removes it at once and fails the run.
 
     Always deferrable: a kill switch must not depend on a free worker slot.
     """
@@ -41,24 +46,47 @@ class FaultMonitorSensor(BaseSensorOperator):
         self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Any) -> None:
-        if not self.fault:
-            raise AirflowSkipException("no fault was injected")
-        policy = policy_or_fail()
+        catalogue = catalogue_or_fail()
+        policy = catalogue.policy
+        # What is watched, and against what, comes from the cluster and the policy: the fault of
+        # this run (by its key, whatever inject's XCom says), the baseline inject measured and
+        # wrote on it, and the policy's thresholds by name with the experiment's own limits.
+        obj = self._fault_of_run(context, policy.chaos_namespace)
+        if obj is None:
+            raise AirflowSkipException("no fault of this run is on the cluster: nothing to watch")
+        meta = obj["metadata"]
+        name = (meta.get("labels") or {}).get(LABEL_EXPERIMENT, "")
+        experiment = catalogue.get(name)
+        if experiment is None:
+            # The thresholds it was approved with cannot be known: the teardown removes the fault.
+            raise AirflowFailException(f"experiment {name!r} of {meta['namespace']}/{meta['name']} is no longer a valid experiment of the catalogue: not watching it, removing it")
+        duration_s = parse_go_duration(obj["spec"].get("duration") or "0s")
         self.defer(
             trigger=FaultMonitorTrigger(
                 prometheus_conn_id=self.prometheus_conn_id,
                 kubernetes_conn_id=self.kubernetes_conn_id,
-                fault={k: self.fault[k] for k in ("kind", "name", "namespace")} | {"action": self.plan["manifest"]["spec"].get("action")},
-                thresholds=self.plan["thresholds"],
-                baseline=self.preflight["baseline"],
+                fault={"kind": obj["kind"], "name": meta["name"], "namespace": meta["namespace"], "action": obj["spec"].get("action")},
+                thresholds=experiment_thresholds(experiment, policy),
+                baseline=_baseline(obj),
                 interval_s=policy.safety.check_interval,
                 max_failed_reads=policy.safety.max_failed_reads,
-                ends_at=self.fault["injected_at"] + self.plan["duration_s"],
+                ends_at=_created_at(obj) + duration_s,
+                deletion_timeout_s=policy.safety.deletion_timeout,
+                chaos_namespace=policy.chaos_namespace,
             ),
             method_name="execute_complete",
-            # Bound the watch: the fault's own duration plus slack; Chaos Mesh ends it anyway.
-            timeout=dt.timedelta(seconds=self.plan["duration_s"] + 300),
+            # Bound the watch: the fault's own duration plus slack, and a stuck deletion's two
+            # timeouts (forced, then given up); Chaos Mesh ends the fault anyway.
+            timeout=dt.timedelta(seconds=duration_s + 300 + 2 * policy.safety.deletion_timeout),
         )
+
+    def _fault_of_run(self, context: Any, namespace: str) -> dict[str, Any] | None:
+        hook = ChaosMeshHook(self.kubernetes_conn_id)
+        selector = f"{LABEL_RUN_KEY}={run_key(*run_identity(context))}"
+        for kind in ChaosKind:
+            for obj in hook.list(kind, namespace, selector):
+                return obj | {"kind": obj.get("kind") or kind.value}
+        return None
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="monitor", value=event)
@@ -73,8 +101,46 @@ class FaultMonitorSensor(BaseSensorOperator):
                 extra={"fault": self.fault, "removal_requested_at": event.get("removal_requested_at"), "removal_error": event.get("removal_error")},
             )
             removal = "fault removed" if event.get("removal_requested_at") else f"REMOVAL FAILED: {event.get('removal_error')}"
-            raise AirflowFailException(f"safety breach, {removal}: {breach['message']}")
+            raise AirflowFailException(f"safety breach, {removal}: {breach['message']}{_deletion_note(event)}")
+        if event["status"] == "halted":
+            halt = event["halt"]
+            removal = "" if not event.get("removal_error") else f" (this monitor's delete failed: {event['removal_error']}; the stop and the watchdog delete too)"
+            raise AirflowFailException(
+                f"chaos experiments were halted by {halt['halted_by']} at {halt['halted_at']} (reason: {halt['halted_reason']}): "
+                f"the fault is gone{removal}{_deletion_note(event)}. Nothing is injected until someone runs "
+                "`chaosctl resume --reason ...` or the chaos_resume DAG."
+            )
+        if event["status"] == "deletion_stuck":
+            raise AirflowFailException(event["message"])
         if event["status"] == "gone":
-            raise AirflowFailException(f"the fault was removed by someone else ({event['state']}): emergency stop or watchdog")
+            raise AirflowFailException(f"the fault was removed by someone else ({event['state']}): the watchdog or a person{_deletion_note(event)}")
         self.log.info("fault ended by Chaos Mesh after %d checks with no breach", event["checks"])
         return event
+
+
+def _baseline(obj: dict[str, Any]) -> dict[str, float | None]:
+    """The baseline inject wrote on the object. Unreadable or missing: empty, and every relative
+    threshold then fails safe at the first check (the fault is removed)."""
+    try:
+        baseline = json.loads((obj["metadata"].get("annotations") or {}).get(ANNOTATION_BASELINE) or "{}")
+    except ValueError:
+        return {}
+    return baseline if isinstance(baseline, dict) else {}
+
+
+def _created_at(obj: dict[str, Any]) -> float:
+    created = obj["metadata"].get("creationTimestamp")
+    if isinstance(created, dt.datetime):
+        return created.timestamp()
+    return dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp() if created else dt.datetime.now(dt.timezone.utc).timestamp()
+
+
+def _deletion_note(event: dict[str, Any]) -> str:
+    """What the monitor saw of the fault's deletion, when its finalizer held it past the bound."""
+    deletion = event.get("deletion") or {}
+    if not deletion.get("stuck"):
+        return ""
+    if deletion.get("forced_at"):
+        return (f"; its deletion (requested at {deletion['requested_at']}) outlasted safety.deletion_timeout and Chaos Mesh's finalizer "
+                "clean-up was forced: the fault may still be applied, check the targets by hand")
+    return f"; its deletion (requested at {deletion['requested_at']}) outlasted safety.deletion_timeout and forcing its clean-up failed: {deletion.get('force_error')}"

@@ -15,6 +15,7 @@ from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import render_chaos_object
 from chaos_engineering.rules import effective_duration
+from chaos_engineering.verification import experiment_thresholds, object_digest, run_id_problem
 
 
 def rotation_variable(tier: Tier) -> str:
@@ -60,6 +61,8 @@ class PlanExperimentOperator(BaseOperator):
         catalogue = catalogue_or_fail()
         policy = catalogue.policy
         fail_if_halted(self.hook, policy.chaos_namespace)
+        if problem := run_id_problem(context["dag_run"].run_id):
+            raise AirflowFailException(problem)
         names = [e.name for e in catalogue.for_tier(tier)]
         name = (self.experiment or "").strip()
         if not name:
@@ -80,10 +83,7 @@ class PlanExperimentOperator(BaseOperator):
             self.hook.create(manifest, dry_run=True)
         except ApiException as exc:
             raise AirflowFailException(f"the API server rejected {name!r} in a dry run ({exc.status}): {exc.body}") from exc
-        thresholds = {
-            key: threshold.model_dump(mode="json") | ({"limit": experiment.threshold_limits[key]} if key in experiment.threshold_limits else {})
-            for key, threshold in policy.safety.thresholds.items()
-        }
+        thresholds = experiment_thresholds(experiment, policy)
         dry_run = self.dry_run if isinstance(self.dry_run, bool) else str(self.dry_run).lower() in ("true", "1", "yes")
         self.log.info("planned %s (%s) as %s/%s%s", name, experiment.kind.value, manifest["metadata"]["namespace"], manifest["metadata"]["name"], " [dry run]" if dry_run else "")
         return {
@@ -96,6 +96,7 @@ class PlanExperimentOperator(BaseOperator):
             "kind": experiment.kind.value,
             "source": str(experiment.source),
             "manifest": manifest,
+            "digest": object_digest(manifest),
             "duration_s": effective_duration(experiment, policy),
             "thresholds": thresholds,
             "dry_run": dry_run,

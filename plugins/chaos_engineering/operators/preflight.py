@@ -1,58 +1,242 @@
-"""Pre-flight health check: thresholds green over a recent window, no critical alert, targets
-resolved, ready and unprotected; returns the baseline the kill switch measures against."""
+"""Pre-flight health check: thresholds readable, green and within their steady limits over a recent
+window that no fault of ours touched, no blocking alert, targets resolved, ready and unprotected;
+returns the baseline the kill switch measures against."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import re
 import statistics
+import time
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.spec import parse_spec
+from chaos_engineering.emergency import ObjectRef, owned_objects
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook, PrometheusQueryError
 from chaos_engineering.operators.common import policy_or_fail
-from chaos_engineering.policy import Mode, Threshold, Tier
-from chaos_engineering.safety import check
-from chaos_engineering.targets import TargetPod, protected_violations, resolve_pods
+from chaos_engineering.policy import SteadyLimit, Threshold, Tier
+from chaos_engineering.safety import baseline_problem, check, needs_baseline
+from chaos_engineering.targets import TargetPod, verify_targets
+
+log = logging.getLogger(__name__)
 
 
-def affected_pods(mode: str, value: str | None, candidates: int) -> int:
-    """How many of `candidates` pods Chaos Mesh may hit under `mode` (the most, for random modes)."""
-    number = int(value) if value not in (None, "") else 0
-    return {
-        Mode.ONE: min(1, candidates),
-        Mode.ALL: candidates,
-        Mode.FIXED: min(number, candidates),
-        Mode.FIXED_PERCENT: math.floor(candidates * number / 100),
-        Mode.RANDOM_MAX_PERCENT: math.floor(candidates * number / 100),
-    }[Mode(mode)]
+#: How pre-flight reads its window, stated once. The window [end - healthy_window, end] is read at
+#: `window_step` resolution. A threshold is readable through the window when it has a finite
+#: sample at most MAX_GAP_STEPS steps after the window's start, at most MAX_GAP_STEPS steps before
+#: its end, and at most MAX_GAP_STEPS steps after each previous sample: one missed evaluation is
+#: tolerated; two in a row, a metric that started late or one that stopped reporting are not.
+MAX_GAP_STEPS = 2
+
+#: Pushed at each state change of a run (notify/metrics.py): 1 while a fault of ours is injected.
+ACTIVE_METRIC = "chaos_experiment_active"
+FAULT_START_METRIC = "chaos_experiment_fault_start_timestamp_seconds"
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_LOOKBACKS = re.compile(r"\[\s*((?:\d+(?:ms|[smhdwy]))+)\s*(?::[^\]]*)?\]|\boffset\s+((?:\d+(?:ms|[smhdwy]))+)")
+
+
+def window_step(window_s: float) -> float:
+    return max(1.0, window_s / 60)
+
+
+def _duration_s(text: str) -> float:
+    return sum(int(number) * _SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+def lookback_s(queries: list[str]) -> float:
+    """How far before an evaluation the queries read: their longest range plus their longest
+    offset, as written (a range hidden inside a recording rule is not seen)."""
+    ranges, offsets = [0.0], [0.0]
+    for query in queries:
+        for range_, offset in _LOOKBACKS.findall(query):
+            (ranges if range_ else offsets).append(_duration_s(range_ or offset))
+    return max(ranges) + max(offsets)
+
+
+def coverage_problem(times: list[float], start: float, end: float, step: float) -> str | None:
+    """Why samples at `times` (sorted) do not cover [start, end] (the rule of MAX_GAP_STEPS)."""
+    allowed = MAX_GAP_STEPS * step + 1e-6
+    if not times:
+        return f"no data over the last {end - start:g} s"
+    if end - times[-1] > allowed:
+        return (
+            f"no data in the last {end - times[-1]:.0f} s of the window: it stopped reporting "
+            f"(pre-flight needs a sample at most {allowed:.0f} s before the window's end)"
+        )
+    if times[0] - start > allowed:
+        return f"no data in the first {times[0] - start:.0f} s of the window (pre-flight needs the whole window)"
+    gap, after = max((b - a, a) for a, b in zip([start, *times], times))
+    if gap > allowed:
+        return f"no data for {gap:.0f} s, {after - start:.0f} s into the window (at most {allowed:.0f} s may pass without a sample)"
+    return None
+
+
+def _steady_limit_problems(name: str, threshold: Threshold, limit: SteadyLimit | None, samples: list[float]) -> list[str]:
+    """Every sample of the window within the absolute bounds of preflight.steady_limits."""
+    unit = f" {threshold.unit}" if threshold.unit else ""
+    if limit is None:
+        if not needs_baseline(threshold):
+            return []
+        return [
+            f"{name} is relative ({threshold.rule.value}) and has no absolute bound in preflight.steady_limits.{name}: "
+            "pre-flight cannot tell a steady platform from one already failing; add one to the policy"
+        ]
+    problems = []
+    for field, bound, beyond, worst in (
+        ("at_most", limit.at_most, lambda v, b: v > b, max),
+        ("at_least", limit.at_least, lambda v, b: v < b, min),
+    ):
+        if bound is None:
+            continue
+        outside = [v for v in samples if beyond(v, bound)]
+        if outside:
+            relation = "above" if field == "at_most" else "below"
+            problems.append(
+                f"{name} = {worst(outside):.4g}{unit} is {relation} its steady limit {bound:g}{unit} "
+                f"(preflight.steady_limits.{name}.{field}) in {len(outside)} of {len(samples)} samples: "
+                "the platform is not healthy enough for a fault"
+            )
+    return problems
+
+
+def quiet_period_s(thresholds: Mapping[str, Threshold], window_s: float) -> float:
+    """How long before pre-flight no fault of ours may have been active: the window, and before it
+    the look-back of the relative thresholds' queries (the baseline is theirs; their first
+    samples read data that old)."""
+    return window_s + lookback_s([t.query for t in thresholds.values() if needs_baseline(t)])
+
+
+def our_faults_in_window(prometheus: PrometheusHook, seconds: float, end: dt.datetime) -> list[str]:
+    """Why the last `seconds` before `end` may hold a fault of ours (`recorded_faults`); an
+    unreadable record is a refusal."""
+    try:
+        return recorded_faults(prometheus, seconds, end)
+    except PrometheusQueryError as exc:
+        return [f"{ACTIVE_METRIC}: {exc}: pre-flight cannot tell whether a fault of ours was active in the window"]
+
+
+def recorded_faults(prometheus: PrometheusHook, seconds: float, end: dt.datetime) -> list[str]:
+    """The faults of ours the last `seconds` before `end` may hold, from what the runs pushed
+    (notify/metrics.py: `chaos_experiment_active`, `chaos_experiment_fault_start_timestamp_seconds`):
+
+    - a removal recorded in them (the gauge was 1 in them and is 0 now): refused;
+    - a fault recorded as injected now (the gauge is 1) that started in them: refused;
+    - one recorded as injected that started before them: its removal was never recorded (its run
+      died) and cannot be dated. Pre-flight relies on the cluster holding no fault of ours now
+      (`our_faults_on_cluster`) and logs it; ChaosExperimentActiveTooLong flags the record;
+    - no series of the gauge at all (the Pushgateway is not scraped, or no fault was ever
+      recorded): no history; pre-flight relies on the cluster and logs it.
+    Raises PrometheusQueryError when Prometheus cannot answer."""
+    span = math.ceil(seconds)
+    by = "max by (tier, experiment)"
+    peaks = prometheus.series(f"{by} (max_over_time({ACTIVE_METRIC}[{span}s]))")
+    current = {_experiment(s): s["value"] for s in prometheus.series(f"{by} ({ACTIVE_METRIC})")}
+    starts = {_experiment(s): s["value"] for s in prometheus.series(f"{by} ({FAULT_START_METRIC})")}
+    if not peaks:
+        log.warning(
+            "%s has no series (is the Pushgateway scraped? was no fault ever recorded?): no record of earlier faults; "
+            "pre-flight relies on the cluster holding none of ours now", ACTIVE_METRIC,
+        )
+    problems = []
+    for tier, experiment in (_experiment(p) for p in peaks if p["value"] >= 1):
+        started = starts.get((tier, experiment))
+        if current.get((tier, experiment), 0) < 1:
+            problems.append(
+                f"a fault of ours ({experiment}, {tier} tier) was removed less than {span} s ago: the window and the "
+                f"look-back of its queries must hold none; run again {span} s after its removal"
+            )
+        elif started is not None and started >= end.timestamp() - span:
+            problems.append(
+                f"a fault of ours ({experiment}, {tier} tier) was injected {end.timestamp() - started:.0f} s ago and is "
+                f"recorded as still injected: the window and the look-back of its queries must hold none; run again "
+                f"{span} s after its removal"
+            )
+        else:
+            log.warning(
+                "%s (%s tier) is recorded as injected since before the window, but its removal was never recorded: "
+                "it cannot be dated; pre-flight relies on the cluster holding no fault of ours now", experiment, tier,
+            )
+    return problems
+
+
+def _experiment(series: dict[str, Any]) -> tuple[str, str]:
+    return series["labels"].get("tier", "?"), series["labels"].get("experiment", "?")
+
+
+def our_faults_on_cluster(cluster: ChaosMeshHook) -> list[str]:
+    """`faults_on_cluster`; an unreadable cluster is a refusal."""
+    try:
+        return faults_on_cluster(cluster)
+    except Exception as exc:
+        return [f"cannot list the chaos objects of ours on the cluster ({exc}): pre-flight cannot tell whether another fault is active"]
+
+
+def faults_on_cluster(cluster: ChaosMeshHook) -> list[str]:
+    """Every chaos object of ours still on the cluster, even one being deleted: its fault may still
+    be applied, and a baseline measured now would include it."""
+    problems = []
+    for obj in owned_objects(cluster):
+        ref, deleted = ObjectRef.of(obj), obj["metadata"].get("deletionTimestamp")
+        problems.append(
+            f"another fault of ours is still on the cluster: {ref.kind} {ref.namespace}/{ref.name}"
+            f"{f' (run {ref.run})' if ref.run else ''}{f', being deleted since {deleted}' if deleted else ''}; "
+            "wait until it is gone (`chaosctl status`) or remove it (`chaosctl stop`)"
+        )
+    return problems
 
 
 def steady_state(
-    prometheus: PrometheusHook, thresholds: dict[str, dict[str, Any]], window_s: float, end: dt.datetime
+    prometheus: PrometheusHook,
+    thresholds: dict[str, dict[str, Any]],
+    window_s: float,
+    end: dt.datetime,
+    *,
+    steady_limits: Mapping[str, SteadyLimit] | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """The baseline (median over the window) of every threshold, and why the platform is not
-    steady: a metric with no data, or any sample of the window beyond its bound."""
+    steady. Refused: a threshold not readable through the whole window (`coverage_problem`); a
+    sample outside preflight.steady_limits or beyond its threshold's bound; a relative rule whose
+    baseline cannot be judged (`safety.baseline_problem`); a fault of ours active in the window or
+    in the look-back of its queries (`our_faults_in_window`).
+
+    `steady_limits` defaults to the policy in force (never to no limits at all)."""
+    if steady_limits is None:
+        steady_limits = policy_or_fail().preflight.steady_limits
     start = end - dt.timedelta(seconds=window_s)
-    step = max(1.0, window_s / 60)
+    step = window_step(window_s)
+    parsed = {name: Threshold(**spec) for name, spec in thresholds.items()}
+    problems = our_faults_in_window(prometheus, quiet_period_s(parsed, window_s), end)
     baseline: dict[str, float] = {}
-    problems: list[str] = []
-    for name, spec in thresholds.items():
-        threshold = Threshold(**spec)
+    for name, threshold in parsed.items():
         try:
-            samples = [v for _, v in prometheus.query_range(threshold.query, start, end, step) if math.isfinite(v)]
+            read = [(t, v) for t, v in prometheus.query_range(threshold.query, start, end, step) if math.isfinite(v)]
         except PrometheusQueryError as exc:
             problems.append(f"{name}: {exc}")
             continue
-        if not samples:
-            problems.append(f"{name}: no data over the last {window_s:g} s")
+        gap = coverage_problem([t for t, _ in read], start.timestamp(), end.timestamp(), step)
+        if gap is not None:
+            problems.append(f"{name}: {gap}")
+        if not read:
             continue
-        baseline[name] = statistics.median(samples)
-        breaches = [b for v in samples if (b := check(name, threshold, v, baseline[name], end.timestamp()))]
+        # The samples there are are judged too: every problem is listed at once.
+        samples = [v for _, v in read]
+        problems += _steady_limit_problems(name, threshold, steady_limits.get(name), samples)
+        median = statistics.median(samples)
+        unusable = baseline_problem(threshold, median)
+        if unusable is not None:
+            problems.append(f"{name} {unusable}; pre-flight refuses a fault the kill switch could not stop: check that the platform is serving and that the query matches its metrics")
+            continue
+        baseline[name] = median
+        breaches = [b for v in samples if (b := check(name, threshold, v, median, end.timestamp()))]
         if breaches:
             problems.append(f"not healthy before the fault: {breaches[-1].message} ({len(breaches)} of {len(samples)} samples)")
     return baseline, problems
@@ -88,26 +272,51 @@ class PreflightCheckOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         policy = policy_or_fail()
         plan = self.plan
+        window = policy.preflight.healthy_window
+        self._wait_for_our_faults(quiet_period_s({n: Threshold(**t) for n, t in plan["thresholds"].items()}, window), policy)
         end = dt.datetime.now(dt.timezone.utc)
-        baseline, problems = steady_state(self.prometheus, plan["thresholds"], policy.preflight.healthy_window, end)
-        try:
-            firing = self.prometheus.series(policy.preflight.critical_alerts_query)
-        except PrometheusQueryError as exc:
-            problems.append(f"critical alerts: {exc}")
-            firing = []
-        problems += [f"critical alert firing: {a['labels'].get('alertname', a['labels'])}" for a in firing]
-
+        baseline, problems = steady_state(self.prometheus, plan["thresholds"], window, end, steady_limits=policy.preflight.steady_limits)
+        problems += our_faults_on_cluster(self.cluster)
+        problems += self._alerts_firing(policy.preflight.critical_alerts_query)
         targets, peers = self._targets(plan, policy, problems)
         if problems:
             raise AirflowFailException("pre-flight check failed, nothing injected:\n  " + "\n  ".join(problems))
         self.log.info("pre-flight passed; baseline %s", baseline)
         return {
             "baseline": baseline,
-            "window": [(end - dt.timedelta(seconds=policy.preflight.healthy_window)).isoformat(), end.isoformat()],
+            "window": [(end - dt.timedelta(seconds=window)).isoformat(), end.isoformat()],
             "targets": [t.ref for t in targets],
             "peers": [t.ref for t in peers],
             "checked_at": end.isoformat(),
         }
+
+    def _wait_for_our_faults(self, quiet_s: float, policy: Any) -> None:
+        """Another run's fault (on the cluster, or recorded in the quiet period) would be in the
+        baseline: wait until it is gone and its quiet period has passed, at most
+        `safety.lock_wait` (the wait for another experiment), then measure. Whatever still
+        stands then is refused by the checks that follow."""
+        deadline = time.monotonic() + policy.safety.lock_wait
+        while time.monotonic() < deadline:
+            try:
+                busy = faults_on_cluster(self.cluster) + recorded_faults(self.prometheus, quiet_s, dt.datetime.now(dt.timezone.utc))
+            except Exception:
+                return  # an unreadable cluster or Prometheus is no reason to wait: the checks refuse it
+            if not busy:
+                return
+            self.log.warning("waiting (at most %.0f s more) for a window free of our faults:\n  %s", deadline - time.monotonic(), "\n  ".join(busy))
+            time.sleep(min(policy.safety.check_interval, max(0.0, deadline - time.monotonic())))
+
+    def _alerts_firing(self, query: str) -> list[str]:
+        """Every alert the gate reads (preflight.critical_alerts_query) blocks the fault."""
+        try:
+            firing = self.prometheus.series(query)
+        except PrometheusQueryError as exc:
+            return [f"alerts (preflight.critical_alerts_query): {exc}: pre-flight cannot tell whether one fires"]
+        return [
+            f"alert firing: {a['labels'].get('alertname', a['labels'])} (severity {a['labels'].get('severity', 'none')}); "
+            "no fault starts while an alert of preflight.critical_alerts_query fires"
+            for a in firing
+        ]
 
     def _targets(self, plan: dict[str, Any], policy: Any, problems: list[str]) -> tuple[list[TargetPod], list[TargetPod]]:
         tier = Tier(plan["tier"])
@@ -115,13 +324,6 @@ class PreflightCheckOperator(BaseOperator):
         if spec is None:
             problems += [str(i) for i in issues]
             return [], []
-        targets = resolve_pods(self.cluster, spec.selector)
-        peers = resolve_pods(self.cluster, spec.target.selector) if getattr(spec, "target", None) is not None and getattr(spec.target, "selector", None) else []
-        if not any(t.ready for t in targets):
-            problems.append(f"the selector resolves to no ready pod ({len(targets)} pod(s) found)")
-        problems += protected_violations(policy, tier, targets + peers)
-        radius = policy.tiers[tier].blast_radius
-        affected = affected_pods(getattr(spec.mode, "value", spec.mode), spec.value, len(targets))
-        if affected > radius.max_pods:
-            problems.append(f"{affected} pods would be hit (mode {getattr(spec.mode, 'value', spec.mode)} of {len(targets)}); the {tier.value} tier allows {radius.max_pods}")
-        return targets, peers
+        check = verify_targets(self.cluster, policy, tier, spec)
+        problems += check.problems
+        return check.targets, check.peers

@@ -13,6 +13,7 @@ from chaos_engineering.operators.approval import APPROVAL_KEY
 from chaos_engineering.operators.common import policy_or_fail, run_identity
 from chaos_engineering.operators.drill import DRILL_KEY
 from chaos_engineering.operators.recovery import STAGES
+from chaos_engineering.verification import run_id_problem
 
 RESULT_SCHEMA_VERSION = 1
 APPROVAL_TASKS = ("approve_by_policy", "approve_sre", "approve_executive")
@@ -20,7 +21,10 @@ STEP_ORDER = ("plan", *APPROVAL_TASKS, "window_guard", "preflight", "acquire_loc
 
 
 def run_folder(base_url: str, conn_id: str | None, dag_id: str, run_id: str, when: dt.datetime) -> ObjectStoragePath:
-    """`<base>/<dag_id>/<YYYY>/<MM>/<run_id>/`: one folder per run, browsable by month."""
+    """`<base>/<dag_id>/<YYYY>/<MM>/<run_id>/`: one folder per run, browsable by month. A run id
+    that is not one path segment ('.', '..', 'a/b') would write beside other runs: refused."""
+    if problem := run_id_problem(run_id):
+        raise AirflowFailException(problem)
     return ObjectStoragePath(base_url.rstrip("/") + "/", conn_id=conn_id) / dag_id / f"{when:%Y}" / f"{when:%m}" / run_id
 
 
@@ -37,6 +41,9 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
         return "broken", f"safety breach: {monitor['breach']['message']}"
     if monitor.get("status") == "gone":
         return "aborted", "the fault was removed from outside the run (emergency stop or watchdog)"
+    if monitor.get("status") in ("halted", "deletion_stuck"):
+        # The monitor's event says who stopped it, or which object outlived its deletion.
+        return "aborted", monitor.get("message") or f"the monitor ended with {monitor['status']}"
     if result["fault"] is None:
         rejected = [a for a in result["approvals"] if "Reject" in (a.get("chosen_options") or [])]
         if rejected:

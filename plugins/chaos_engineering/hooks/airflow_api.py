@@ -1,0 +1,102 @@
+"""AirflowApiHook: Airflow's own records of a run (human-in-the-loop answers), read through its REST API."""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from airflow.sdk import BaseHook
+from chaos_engineering.hooks.http import connection_base_url
+
+#: Connect and read timeouts of one request, and the total a call may take across its retries.
+REQUEST_TIMEOUT_S = (3.0, 10.0)
+TOTAL_DEADLINE_S = 30.0
+
+
+class AirflowApiError(RuntimeError):
+    """Airflow's REST API did not answer what we asked (the message says what and how to fix it)."""
+
+
+class AirflowApiHook(BaseHook):
+    """Reads what Airflow itself recorded about a run, never what its tasks wrote (XCom, states).
+
+    A task cannot read another task's human-in-the-loop record through the execution API (its
+    token is scoped to itself), so the inject step asks the api-server, as a user would.
+    Connection (`http`): `host` is the api-server's URL; `login`/`password` of an account that may
+    read DAG runs (Airflow's `viewer` role is enough; never an approver), exchanged for a token at
+    `POST /auth/token`; or extra `{"token": "<JWT>"}` for a pre-issued token.
+    """
+
+    conn_name_attr = "airflow_api_conn_id"
+    default_conn_name = "airflow_api_default"
+    conn_type = "http"
+    hook_name = "Airflow REST API (run records)"
+
+    def __init__(self, airflow_api_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.airflow_api_conn_id = airflow_api_conn_id
+
+    @cached_property
+    def _connection(self) -> Any:
+        return self.get_connection(self.airflow_api_conn_id)
+
+    @cached_property
+    def base_url(self) -> str:
+        return connection_base_url(self._connection, "http://airflow-apiserver:8080")
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self._token()}"
+        return session
+
+    def _token(self) -> str:
+        conn = self._connection
+        token = (conn.extra_dejson or {}).get("token")
+        if token:
+            return str(token)
+        if not conn.login or not conn.password:
+            raise AirflowApiError(
+                f"connection {self.airflow_api_conn_id!r} has neither a login and password nor extra.token: "
+                "give it an Airflow account that may read DAG runs (the viewer role)"
+            )
+        response = self._call("POST", "/auth/token", json={"username": conn.login, "password": conn.password}, session=requests)
+        token = response.json().get("access_token")
+        if not token:
+            raise AirflowApiError(f"{self.base_url}/auth/token answered no access_token for {conn.login!r}")
+        return str(token)
+
+    def _call(self, method: str, path: str, *, session: Any = None, **kwargs: Any) -> requests.Response:
+        """One request, retried on connection errors and 5xx until TOTAL_DEADLINE_S; 4xx is final."""
+        deadline = time.monotonic() + TOTAL_DEADLINE_S
+        url = f"{self.base_url}{path}"
+        session = session or self._session
+        while True:
+            try:
+                response = session.request(method, url, timeout=REQUEST_TIMEOUT_S, **kwargs)
+            except requests.RequestException as exc:
+                problem = f"{method} {url}: {exc}"
+            else:
+                if response.status_code < 400:
+                    return response
+                problem = f"{method} {url} answered {response.status_code}: {response.text[:300]}"
+                if response.status_code < 500:
+                    raise AirflowApiError(problem)
+            if time.monotonic() + 1 > deadline:
+                raise AirflowApiError(f"{problem} (gave up after {TOTAL_DEADLINE_S:g} s)")
+            time.sleep(1)
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any] | None:
+        """The human-in-the-loop record of a task's current try, or None when it has none (a task
+        marked success or skipped without ever asking)."""
+        path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/{quote(task_id, safe='')}/{map_index}/hitlDetails"
+        try:
+            return self._call("GET", path).json()
+        except AirflowApiError as exc:
+            if " answered 404" in str(exc):
+                return None
+            raise

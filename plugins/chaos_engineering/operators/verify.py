@@ -1,0 +1,167 @@
+"""Inject's own verification of a run, from sources no DAG user can edit (see `verification`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos_engineering.experiment import Experiment
+from chaos_engineering.operators.common import is_manual, run_identity
+from chaos_engineering.policy import Tier
+from chaos_engineering.render import (
+    ANNOTATION_APPROVALS,
+    ANNOTATION_BASELINE,
+    ANNOTATION_DIGEST,
+    ANNOTATION_WINDOW,
+    render_chaos_object,
+)
+from chaos_engineering.rules import effective_duration
+from chaos_engineering.verification import (
+    VerificationFailed,
+    VerifiedApproval,
+    approval_task_id,
+    experiment_thresholds,
+    object_digest,
+    policy_approval,
+    run_id_problem,
+    verify_approvals,
+)
+from chaos_engineering.windows import WindowVerdict, span_verdict
+
+
+@dataclass(frozen=True)
+class VerifiedInjection:
+    """Everything inject checked, and the object it may now create."""
+
+    experiment: Experiment
+    manifest: dict[str, Any]
+    digest: str
+    approvals: list[VerifiedApproval]
+    window: WindowVerdict
+    baseline: dict[str, float]
+    targets: list[str] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        """The manifest, its annotations naming what was verified (the record in the cluster)."""
+        metadata = dict(self.manifest["metadata"])
+        metadata["annotations"] = dict(metadata.get("annotations") or {}) | {
+            ANNOTATION_APPROVALS: json.dumps([a.as_dict() for a in self.approvals], sort_keys=True),
+            ANNOTATION_DIGEST: self.digest,
+            ANNOTATION_BASELINE: json.dumps(self.baseline, sort_keys=True),
+            ANNOTATION_WINDOW: self.window.reason[:1000],
+        }
+        return dict(self.manifest, metadata=metadata)
+
+    def record(self) -> dict[str, Any]:
+        """For the run's result: what inject verified."""
+        return {
+            "experiment": self.experiment.name,
+            "digest": self.digest,
+            "approvals": [a.as_dict() for a in self.approvals],
+            "window": {"reason": self.window.reason, "override_used": self.window.override_used},
+            "baseline": self.baseline,
+            "targets": self.targets,
+            "peers": self.peers,
+        }
+
+    def summary(self) -> str:
+        who = ", ".join(f"{a.role} {a.user}" for a in self.approvals)
+        return f"{self.experiment.name} {self.digest}; approvals: {who}; {self.window.reason}; targets {', '.join(self.targets) or 'none'}"
+
+
+def _truthy(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value or "").strip().lower() in ("true", "1", "yes", "on")
+
+
+def _experiment(context: Any, catalogue: Any, tier: Tier, planned: Any) -> Experiment:
+    """The experiment the run was triggered for (its conf, which nobody can edit after the
+    trigger), or for a rotation the one the plan chose, if it is a valid experiment of the tier."""
+    params = context.get("params") or {}
+    problems = []
+    if _truthy(params.get("dry_run")):
+        problems.append("this run was triggered as a dry run: it never injects")
+    requested = str(params.get("experiment") or "").strip()
+    planned_name = str(planned.get("experiment") or "") if isinstance(planned, Mapping) else ""
+    if requested and planned_name and planned_name != requested:
+        problems.append(f"the run was triggered for {requested!r}, but its plan now names {planned_name!r} (the plan's XCom was changed)")
+    name = requested or planned_name
+    experiment = catalogue.get(name) if name else None
+    if experiment is None:
+        problems.append(f"no valid experiment {name!r} in the catalogue now (run `chaosctl validate`)")
+    elif experiment.tier is not tier:
+        problems.append(f"{name!r} is a {experiment.tier.value}-tier experiment; this DAG runs the {tier.value} tier")
+    if problems:
+        raise VerificationFailed(problems)
+    return experiment
+
+
+def verify_injection(
+    context: Any,
+    catalogue: Any,
+    tier: Tier,
+    *,
+    planned: Any,
+    cluster: Any,
+    prometheus: Any,
+    airflow_api: Any,
+    now: dt.datetime | None = None,
+) -> VerifiedInjection:
+    """Re-derive the run's object and check everything that allows it, now; raise
+    `VerificationFailed` listing every problem found (all are checked, not the first only)."""
+    from chaos_engineering.operators.preflight import steady_state
+    from chaos_engineering.targets import verify_targets
+
+    policy = catalogue.policy
+    now = now or dt.datetime.now(dt.timezone.utc)
+    dag_id, run_id = run_identity(context)
+    problems: list[str] = []
+    if problem := run_id_problem(run_id):
+        problems.append(problem)
+    experiment = _experiment(context, catalogue, tier, planned)
+    manifest = render_chaos_object(experiment, policy, dag_id=dag_id, run_id=run_id)
+    digest = object_digest(manifest)
+
+    roles = policy.tiers[tier].approvals
+    approvals: list[VerifiedApproval] = []
+    if roles:
+        try:
+            records = {approval_task_id(role): airflow_api.hitl_detail(dag_id, run_id, approval_task_id(role)) for role in roles}
+        except Exception as exc:
+            problems.append(f"cannot read Airflow's approval records of this run ({exc}); without them no approval counts")
+        else:
+            approvals, refused = verify_approvals(policy, tier, records, digest, now)
+            problems += refused
+    else:
+        approvals = [policy_approval(tier, now)]
+
+    duration = effective_duration(experiment, policy)
+    window = span_verdict(policy, tier, now, now + dt.timedelta(seconds=duration), manual=is_manual(context))
+    if not window.allowed:
+        problems.append(f"window: {window.reason}")
+
+    targets: list[str] = []
+    peers: list[str] = []
+    try:
+        check = verify_targets(cluster, policy, tier, experiment.spec)
+    except Exception as exc:
+        problems.append(f"cannot resolve the target pods now ({exc}); nothing is injected on pods we cannot see")
+    else:
+        problems += check.problems
+        targets, peers = [t.ref for t in check.targets], [p.ref for p in check.peers]
+
+    try:
+        baseline, unsteady = steady_state(
+            prometheus, experiment_thresholds(experiment, policy), policy.preflight.healthy_window, now,
+            steady_limits=policy.preflight.steady_limits,
+        )
+    except Exception as exc:
+        baseline, unsteady = {}, [f"cannot read the metrics ({exc})"]
+    problems += [f"not steady now: {problem}" for problem in unsteady]
+
+    if problems:
+        raise VerificationFailed(problems)
+    return VerifiedInjection(experiment, manifest, digest, approvals, window, baseline, targets, peers)
