@@ -11,6 +11,8 @@ why are recorded in the Lease `chaos-halt` beside who halted it (its
 The same from a terminal, for someone with access to the cluster: `chaosctl resume --reason "..."`.
 """
 
+import datetime as dt
+
 import pendulum
 
 from airflow.sdk import DAG, Param
@@ -41,7 +43,7 @@ with DAG(
             "{{ dag_run.triggering_user_name or 'unknown' }}\n\nCheck `chaosctl status` first: no fault of ours may be left."
         ),
         assigned_users=[{"id": user, "name": user} for user in policy.approvers.get("sre", [])],
-        response_timeout=pendulum.duration(seconds=policy.approval_timeout),
+        response_timeout=dt.timedelta(seconds=policy.approval_timeout),
         fail_on_reject=True,
     )
     approve >> ResumeOperator(task_id="resume", reason="{{ params.reason }}", approval_task_id="approve_resume", role="sre")

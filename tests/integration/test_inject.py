@@ -63,6 +63,20 @@ def test_an_edited_plan_xcom_is_refused_and_nothing_is_created(runs):
     assert run.objects() == []
 
 
+def test_an_edited_manifest_is_ignored_the_catalogues_object_is_created(runs):
+    run = new_run(runs, "chaos_low_risk", "cache-slow-long")
+    plan = run.plan()
+    edited = json.loads(json.dumps(plan))
+    edited["manifest"]["spec"]["selector"] = {"namespaces": ["payments"], "labelSelectors": {"app": "payment-processor"}}
+    edited["manifest"]["spec"]["mode"] = "all"
+    edited["manifest"]["spec"]["duration"] = "1h"
+    fault = run.inject("low", plan=edited)
+    [obj] = run.objects()
+    assert obj["spec"]["selector"] == plan["manifest"]["spec"]["selector"]
+    assert (obj["spec"]["mode"], obj["spec"]["duration"]) == ("one", "5m")
+    assert fault["digest"] == plan["digest"] == obj["metadata"]["annotations"][ANNOTATION_DIGEST]
+
+
 def test_a_dry_run_and_a_foreign_tier_never_inject(runs):
     run = new_run(runs, "chaos_low_risk", "cache-slow-long", dry_run=True)
     with pytest.raises(AirflowFailException, match="this run was triggered as a dry run: it never injects"):
