@@ -222,3 +222,24 @@ def test_the_monitor_has_nothing_to_watch_without_a_fault_of_its_run_on_the_clus
     sensor = FaultMonitorSensor(task_id="monitor", plan={}, fault={"name": "forged", "kind": "PodChaos", "namespace": NAMESPACE}, preflight={})
     with pytest.raises(AirflowSkipException, match="no fault of this run is on the cluster"):
         sensor.execute(run.context)
+
+
+def test_a_removal_that_fails_keeps_the_lock(runs):
+    """The API server answers the delete with 500: the teardown fails, and so does the release,
+    which keeps the lock (the next run must not inject beside this fault)."""
+    from kubernetes.client.exceptions import ApiException
+
+    run = new_run(runs, "chaos_low_risk", "cache-slow-long")
+    fault = run.inject("low")
+    remove = RemoveFaultOperator(task_id="remove_fault", plan={}, removal_timeout_s=2)
+
+    def refuse(*args: object) -> bool:
+        raise ApiException(status=500, reason="Internal Server Error")
+
+    remove.hook.delete = refuse
+    with pytest.raises(ApiException):
+        remove.execute(run.context)
+    with pytest.raises(AirflowFailException, match=f"not releasing the experiment lock: this run's fault is still on the cluster \\(NetworkChaos {NAMESPACE}/{fault['name']}\\)"):
+        ReleaseLockOperator(task_id="release_lock").execute(run.context)
+    assert ExperimentLock(run.cluster, NAMESPACE).state().holder == f"{run.dag_id}/{run.run_id}"
+    assert [o["metadata"]["name"] for o in run.objects()] == [fault["name"]]
