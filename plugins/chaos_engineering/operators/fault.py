@@ -86,6 +86,7 @@ class InjectFaultOperator(BaseOperator):
         else:
             record = InjectionRecord(self.hook, policy.chaos_namespace, key)
             _refuse_second_injection(record.read())
+            self._wait_until_quiet(policy)
             verified = self._verify(context, catalogue, dag_id, run_id)
             self._check_lock(context, policy)
             # Again: verification takes a few seconds, and a stop may have come meanwhile.
@@ -120,6 +121,15 @@ class InjectFaultOperator(BaseOperator):
             Heartbeat(self.hook, ref["kind"], ref["name"], ref["namespace"]).renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
         except Exception as exc:
             self.log.warning("cannot write the hand-over heartbeat of %s/%s (the watchdog counts from creation): %s", ref["namespace"], ref["name"], exc)
+
+    def _wait_until_quiet(self, policy: Any) -> None:
+        """The run that held the lock before may have removed its fault moments ago: its traces
+        would be in the baseline taken below. Wait (holding the lock, bounded by one quiet period)
+        until they have left the window; what remains is refused by the verification."""
+        from chaos_engineering.operators.preflight import quiet_period_s, wait_until_quiet
+
+        quiet_s = quiet_period_s(policy.safety.thresholds, policy.preflight.healthy_window)
+        wait_until_quiet(self.hook, self.prometheus, quiet_s, limit_s=quiet_s + policy.safety.check_interval, poll_s=policy.safety.check_interval)
 
     def _verify(self, context: Any, catalogue: Any, dag_id: str, run_id: str) -> VerifiedInjection:
         try:

@@ -242,6 +242,23 @@ def steady_state(
     return baseline, problems
 
 
+def wait_until_quiet(cluster: ChaosMeshHook, prometheus: PrometheusHook, quiet_s: float, *, limit_s: float, poll_s: float) -> None:
+    """Another run's fault (on the cluster, or recorded in the quiet period) would be in the
+    baseline: wait until it is gone and its quiet period has passed, at most `limit_s`, then
+    return. Whatever still stands then is refused by the checks that follow; an unreadable
+    cluster or Prometheus is no reason to wait (those checks refuse it)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            busy = faults_on_cluster(cluster) + recorded_faults(prometheus, quiet_s, dt.datetime.now(dt.timezone.utc))
+        except Exception:
+            return
+        if not busy:
+            return
+        log.warning("waiting (at most %.0f s more) for a window free of our faults:\n  %s", deadline - time.monotonic(), "\n  ".join(busy))
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
 class PreflightCheckOperator(BaseOperator):
     """Fails (nothing is injected) unless every check passes; returns the baseline and targets."""
 
@@ -273,7 +290,10 @@ class PreflightCheckOperator(BaseOperator):
         policy = policy_or_fail()
         plan = self.plan
         window = policy.preflight.healthy_window
-        self._wait_for_our_faults(quiet_period_s({n: Threshold(**t) for n, t in plan["thresholds"].items()}, window), policy)
+        wait_until_quiet(
+            self.cluster, self.prometheus, quiet_period_s({n: Threshold(**t) for n, t in plan["thresholds"].items()}, window),
+            limit_s=policy.safety.lock_wait, poll_s=policy.safety.check_interval,
+        )
         end = dt.datetime.now(dt.timezone.utc)
         baseline, problems = steady_state(self.prometheus, plan["thresholds"], window, end, steady_limits=policy.preflight.steady_limits)
         problems += our_faults_on_cluster(self.cluster)
@@ -289,22 +309,6 @@ class PreflightCheckOperator(BaseOperator):
             "peers": [t.ref for t in peers],
             "checked_at": end.isoformat(),
         }
-
-    def _wait_for_our_faults(self, quiet_s: float, policy: Any) -> None:
-        """Another run's fault (on the cluster, or recorded in the quiet period) would be in the
-        baseline: wait until it is gone and its quiet period has passed, at most
-        `safety.lock_wait` (the wait for another experiment), then measure. Whatever still
-        stands then is refused by the checks that follow."""
-        deadline = time.monotonic() + policy.safety.lock_wait
-        while time.monotonic() < deadline:
-            try:
-                busy = faults_on_cluster(self.cluster) + recorded_faults(self.prometheus, quiet_s, dt.datetime.now(dt.timezone.utc))
-            except Exception:
-                return  # an unreadable cluster or Prometheus is no reason to wait: the checks refuse it
-            if not busy:
-                return
-            self.log.warning("waiting (at most %.0f s more) for a window free of our faults:\n  %s", deadline - time.monotonic(), "\n  ".join(busy))
-            time.sleep(min(policy.safety.check_interval, max(0.0, deadline - time.monotonic())))
 
     def _alerts_firing(self, query: str) -> list[str]:
         """Every alert the gate reads (preflight.critical_alerts_query) blocks the fault."""
