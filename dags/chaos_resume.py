@@ -18,9 +18,12 @@ import pendulum
 from airflow.sdk import DAG, Param
 from chaos_engineering.operators.approval import RecordedApprovalOperator
 from chaos_engineering.operators.emergency import ResumeOperator
-from chaos_engineering.tier_chain import catalogue_for_dag
+from chaos_engineering.policy import load_policy
 
-policy = catalogue_for_dag().policy
+# Who may approve a resume: the policy's SRE approvers (YAML read at parse, no network).
+policy, issues = load_policy()
+if policy is None:
+    raise ValueError("the safety policy is invalid:\n" + "\n".join(map(str, issues)))
 
 with DAG(
     dag_id="chaos_resume",

@@ -173,3 +173,10 @@ def test_policy_refuses(tmp_path, changes, message):
     policy, issues = load_policy(write_yaml(tmp_path / "policy.yaml", mutated(base_policy(), changes)))
     assert policy is None
     assert len(issues) == 1 and message in issues[0].message, issues
+
+
+@pytest.mark.parametrize(("value", "dry"), [(True, True), (False, False), ("True", True), ("on", True), ("1", True), ("false", False), ("", False), (None, False)])
+def test_the_dry_run_switch_reads_as_plan_and_inject_both_read_it(value, dry):
+    from chaos_engineering.operators.common import is_dry_run
+
+    assert is_dry_run(value) is dry

@@ -42,6 +42,12 @@ def is_manual(context: Any) -> bool:
     return str(getattr(run_type, "value", run_type)) == "manual"
 
 
+def is_dry_run(value: Any) -> bool:
+    """The `dry_run` param as rendered (a bool, or its text from a template): anything that reads
+    as yes is a dry run (plan records it; inject refuses to inject)."""
+    return value if isinstance(value, bool) else str(value or "").strip().lower() in ("true", "1", "yes", "on")
+
+
 def fail_if_halted(hook: Any, namespace: str) -> None:
     """Refuse to plan or inject while the emergency halt is set (`chaosctl resume` clears it).
     An unreadable flag fails too: nothing injects when we cannot tell whether it is allowed."""

@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Variable
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, run_identity
+from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, run_identity
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import render_chaos_object
 from chaos_engineering.rules import effective_duration
@@ -84,7 +84,7 @@ class PlanExperimentOperator(BaseOperator):
         except ApiException as exc:
             raise AirflowFailException(f"the API server rejected {name!r} in a dry run ({exc.status}): {exc.body}") from exc
         thresholds = experiment_thresholds(experiment, policy)
-        dry_run = self.dry_run if isinstance(self.dry_run, bool) else str(self.dry_run).lower() in ("true", "1", "yes")
+        dry_run = is_dry_run(self.dry_run)
         self.log.info("planned %s (%s) as %s/%s%s", name, experiment.kind.value, manifest["metadata"]["namespace"], manifest["metadata"]["name"], " [dry run]" if dry_run else "")
         return {
             "experiment": name,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_engineering.experiment import Experiment
-from chaos_engineering.operators.common import is_manual, run_identity
+from chaos_engineering.operators.common import is_dry_run, is_manual, run_identity
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import (
     ANNOTATION_APPROVALS,
@@ -73,16 +73,12 @@ class VerifiedInjection:
         return f"{self.experiment.name} {self.digest}; approvals: {who}; {self.window.reason}; targets {', '.join(self.targets) or 'none'}"
 
 
-def _truthy(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value or "").strip().lower() in ("true", "1", "yes", "on")
-
-
 def _experiment(context: Any, catalogue: Any, tier: Tier, planned: Any) -> Experiment:
     """The experiment the run was triggered for (its conf, which nobody can edit after the
     trigger), or for a rotation the one the plan chose, if it is a valid experiment of the tier."""
     params = context.get("params") or {}
     problems = []
-    if _truthy(params.get("dry_run")):
+    if is_dry_run(params.get("dry_run")):
         problems.append("this run was triggered as a dry run: it never injects")
     requested = str(params.get("experiment") or "").strip()
     planned_name = str(planned.get("experiment") or "") if isinstance(planned, Mapping) else ""
