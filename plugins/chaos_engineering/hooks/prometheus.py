@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from prometheus_api_client import PrometheusConnect
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
 from airflow.sdk import BaseHook
-from chaos_engineering.hooks.http import connection_base_url
+from chaos_engineering.hooks.http import Deadline, DeadlineHTTPAdapter, connection_base_url, without_credentials
+
+#: The total deadline of one query when neither the caller nor the connection gives one: the
+#: shipped policy's `safety.query_timeout`. Callers holding the policy pass theirs.
+DEFAULT_QUERY_TIMEOUT_S = 5.0
+#: One try per query: a kill switch must notice a dead Prometheus at once.
+NO_RETRIES = Retry(total=0)
 
 
 class PrometheusQueryError(RuntimeError):
-    """A query that could not be answered with one number: unreachable, rejected or ambiguous."""
+    """A query that could not be answered with one number: unreachable, too slow, rejected or ambiguous."""
 
 
 class PrometheusHook(BaseHook):
-    """Reads Prometheus through an `http` connection.
+    """Reads Prometheus through an `http` connection, with prometheus-api-client.
 
     Connection: `host` is the base URL (`http://prometheus:9090`, or a bare host with `schema`
     and `port`); `login`/`password` give basic auth; extra `{"headers": {...}, "verify": true,
-    "timeout": 5}`. A kill switch must notice a dead Prometheus at once, so requests are not
-    retried: a failed read is counted by the caller, never hidden by back-off.
+    "timeout": 5}`. Each query has one total deadline, connect and the whole answer however
+    slowly it trickles (`hooks.http.Deadline`, as for the Kubernetes client): `timeout` if given
+    (the policy's `safety.query_timeout`), else the connection's extra `timeout`, else
+    `DEFAULT_QUERY_TIMEOUT_S`. A kill switch must notice a dead Prometheus at once, so requests
+    are not retried: a failed read is counted by the caller, never hidden by back-off.
     """
 
     conn_name_attr = "prometheus_conn_id"
@@ -38,42 +49,75 @@ class PrometheusHook(BaseHook):
         self._timeout = timeout
 
     @cached_property
+    def _connection(self) -> Any:
+        return self.get_connection(self.prometheus_conn_id)
+
+    @cached_property
     def base_url(self) -> str:
-        return connection_base_url(self.get_connection(self.prometheus_conn_id), "http://prometheus:9090")
+        return connection_base_url(self._connection, "http://prometheus:9090")
+
+    @cached_property
+    def timeout(self) -> float:
+        """The total deadline of one query, in seconds."""
+        timeout = float(self._timeout or self._connection.extra_dejson.get("timeout", DEFAULT_QUERY_TIMEOUT_S))
+        if not timeout > 0:
+            raise ValueError(f"the query timeout of connection {self.prometheus_conn_id!r} must be positive, not {timeout!r}")
+        return timeout
 
     @cached_property
     def client(self) -> PrometheusConnect:
-        conn = self.get_connection(self.prometheus_conn_id)
+        conn = self._connection
         extra = conn.extra_dejson
-        timeout = self._timeout or float(extra.get("timeout", 5))
-        return PrometheusConnect(
+        session = requests.Session()
+        session.verify = bool(extra.get("verify", True))
+        session.hooks["response"].append(_raise_error_answer)
+        client = PrometheusConnect(
             url=self.base_url,
             headers=extra.get("headers"),
-            disable_ssl=not extra.get("verify", True),
             auth=(conn.login, conn.password) if conn.login else None,
-            retry=Retry(total=0),
-            timeout=timeout,
+            retry=NO_RETRIES,
+            session=session,
+            timeout=self.timeout,
         )
+        # PrometheusConnect mounts a plain HTTPAdapter(max_retries=retry) on its URL: this one, at
+        # the same prefix, replaces it.
+        session.mount(client.url, DeadlineHTTPAdapter(max_retries=NO_RETRIES))
+        return client
+
+    def _call(self, what: str, path: str, promql: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`request(*args, **kwargs)` (one call of `self.client`) under the total deadline;
+        PrometheusQueryError naming the query, the URL (no credentials) and the deadline on any failure."""
+        shown = f"{without_credentials(self.base_url)}/api/v1/{path}"
+        with Deadline(self.timeout) as deadline:
+            try:
+                return request(*args, **kwargs)
+            except requests.HTTPError as exc:  # Prometheus answered, with an error: say which
+                response = exc.response
+                try:
+                    detail = response.json().get("error")
+                except (ValueError, AttributeError):  # not Prometheus' JSON
+                    detail = None
+                detail = detail or " ".join(response.text.split())[:200] or "empty body"
+                raise PrometheusQueryError(f"{what} failed at {shown}: HTTP {response.status_code}: {detail}: {promql}") from exc
+            except (OSError, PrometheusApiClientException, KeyError, TypeError) as exc:  # requests' errors are OSErrors
+                if deadline.expired or deadline.passed:  # cut short, or urllib3's own timeout at the deadline
+                    raise PrometheusQueryError(f"{what} {promql!r} at {shown}: no complete answer within the {self.timeout:g} s deadline") from exc
+                raise PrometheusQueryError(f"{what} failed at {shown}: {type(exc).__name__}: {exc}: {promql}") from exc
 
     def query(self, promql: str, at: datetime | None = None) -> float | None:
         """The single value of an instant query; None when it returns no series (no data).
 
-        Raises PrometheusQueryError when Prometheus cannot answer or the query returns several
-        series (a threshold query must be aggregated to one number).
+        Raises PrometheusQueryError when Prometheus cannot answer within the deadline, or the
+        query returns several series (a threshold query must be aggregated to one number).
         """
         params = {"time": at.timestamp()} if at else None
-        try:
-            result = self.client.custom_query(promql, params=params)
-        except Exception as exc:  # requests' and the client's errors alike: a failed read
-            raise PrometheusQueryError(f"query failed: {type(exc).__name__}: {exc}") from exc
-        return single_value(promql, result)
+        return single_value(promql, self._call("query", "query", promql, self.client.custom_query, promql, params=params))
 
     def query_range(self, promql: str, start: datetime, end: datetime, step: float) -> list[tuple[float, float]]:
         """(unix time, value) samples of a range query, for one series; [] when there is no data."""
-        try:
-            result = self.client.custom_query_range(promql, start_time=start, end_time=end, step=f"{step:g}")
-        except Exception as exc:
-            raise PrometheusQueryError(f"range query failed: {type(exc).__name__}: {exc}") from exc
+        result = self._call(
+            "range query", "query_range", promql, self.client.custom_query_range, promql, start_time=start, end_time=end, step=f"{step:g}"
+        )
         if not result:
             return []
         if len(result) > 1:
@@ -82,17 +126,26 @@ class PrometheusHook(BaseHook):
 
     def series(self, promql: str) -> list[dict[str, Any]]:
         """Every series of an instant query with its labels (e.g. the firing alerts)."""
+        result = self._call("query", "query", promql, self.client.custom_query, promql)
         try:
-            return [{"labels": r.get("metric", {}), "value": float(r["value"][1])} for r in self.client.custom_query(promql)]
-        except Exception as exc:
-            raise PrometheusQueryError(f"query failed: {type(exc).__name__}: {exc}") from exc
+            return [{"labels": r.get("metric", {}), "value": float(r["value"][1])} for r in result or []]
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise PrometheusQueryError(f"query did not return a vector ({type(exc).__name__}: {exc}): {promql}") from exc
 
     def test_connection(self) -> tuple[bool, str]:
         try:
             self.query("vector(1)")
         except PrometheusQueryError as exc:
             return False, str(exc)
-        return True, f"Prometheus answered at {self.base_url}"
+        return True, f"Prometheus answered at {without_credentials(self.base_url)}"
+
+
+def _raise_error_answer(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A response hook: an error answer raises `requests.HTTPError`, its body (Prometheus' `error`)
+    read first, while the call's deadline still bounds the read."""
+    if response.status_code >= 400:
+        response.content  # read now: a read cut short by the deadline then fails the call like any other
+        response.raise_for_status()
 
 
 def single_value(promql: str, result: Any) -> float | None:
