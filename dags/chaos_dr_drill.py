@@ -15,7 +15,9 @@ failover it reads every acknowledged canary back and measures:
 
 against the policy's targets. A missed or unmeasurable target fails the run; the result and the
 report carry the figures. Everything else (kill switch, fault removal, recovery stages, lock) is
-the high tier's chain. Runbook: `docs/RUNBOOK.md`, "Disaster-recovery drill".
+the high tier's chain, including its refusal at plan of a run that cannot inject in the window.
+Runbook: `docs/RUNBOOK.md`, "Disaster-recovery drill". When this DAG is paused, untick **Unpause on
+trigger** in the trigger dialog (Airflow ticks it): a manual drill must not switch the schedule on.
 """
 
 import pendulum

@@ -10,6 +10,17 @@ Chain: plan → dry-run gate → SRE approval → executive approval → window 
 planned time) → pre-flight → lock → inject → monitor (kill on breach) → remove fault → recovery
 (immediate, short-term, business) → release lock → result. Catalogue:
 `include/experiments/high/`; rules: `include/safety_policy.yaml`.
+
+**Refused at plan**: a real run whose fault cannot inject in the tier's window fails at plan,
+before anyone is asked, naming the window and the first time it could run (the policy's time
+zone). For a scheduled run that is its planned time; a manual run injects once approved, so it is
+judged now (the shipped policy allows the high tier no manual override; a policy that did would
+see "manual override will be used" in the plan instead). A dry run is never refused for its window. The executive's request names who gave the SRE approval.
+
+**Trigger form**: *Experiment* defaults to the rotation (the tier's next experiment); the list
+shows each experiment's action, target, blast radius and duration. *Dry run* validates and
+dry-runs on the API server, injecting nothing. When this DAG is paused, untick **Unpause on
+trigger** in the dialog (Airflow ticks it): a manual run must not switch the schedule on.
 """
 
 import pendulum

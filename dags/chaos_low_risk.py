@@ -9,6 +9,11 @@ to dry-run one; a manual run outside the window is allowed and recorded as an ov
 Chain: plan → dry-run gate → approval (policy) → window guard → pre-flight → lock → inject →
 monitor (kill on breach) → remove fault → recovery (immediate, short-term, business) → release
 lock → result. Catalogue: `include/experiments/low/`; rules: `include/safety_policy.yaml`.
+
+**Trigger form**: *Experiment* defaults to the rotation (the tier's next experiment); the list
+shows each experiment's action, target, blast radius and duration. *Dry run* validates and
+dry-runs on the API server, injecting nothing. When this DAG is paused, untick **Unpause on
+trigger** in the dialog (Airflow ticks it): a manual run must not switch the schedule on.
 """
 
 import pendulum

@@ -9,6 +9,15 @@ Faults last at most 5 minutes and hit at most one pod.
 Chain: plan → dry-run gate → SRE approval → window guard → pre-flight → lock → inject →
 monitor (kill on breach) → remove fault → recovery (immediate, short-term, business) → release
 lock → result. Catalogue: `include/experiments/medium/`; rules: `include/safety_policy.yaml`.
+
+The approval request says what is approved: action, blast radius with the pods resolved at plan,
+kill-switch bounds, when it expires, and the window's verdict when asked: *in window*, *manual
+override will be used* (a manual run outside the window, recorded), or *cannot run before* a time.
+
+**Trigger form**: *Experiment* defaults to the rotation (the tier's next experiment); the list
+shows each experiment's action, target, blast radius and duration. *Dry run* validates and
+dry-runs on the API server, injecting nothing. When this DAG is paused, untick **Unpause on
+trigger** in the dialog (Airflow ticks it): a manual run must not switch the schedule on.
 """
 
 import pendulum

@@ -45,11 +45,13 @@ __all__ = [
 # The account inject reads approval records with (connection `airflow_api_default`): read-only,
 # never an approver. `mallory` has Airflow's ordinary `user` role and approves nothing.
 VERIFIER = "chaos-verifier"
+#: The account the DAGs write run notes with (`airflow_api_notes`): may edit runs, approves nothing.
+NOTE_WRITER = "chaos-notes"
 
 # The simple auth manager's roles, lowest first: viewer, user, op, admin. Answering a HITL task
 # needs PUT on the DAG's HITL detail, which `user` already has; the task's `assigned_users` then
 # decides who may answer (even an admin gets 403 when not assigned).
-DEFAULT_USERS = {"admin": "admin", "sre-oncall": "user", "cto": "user", "mallory": "user", VERIFIER: "viewer"}
+DEFAULT_USERS = {"admin": "admin", "sre-oncall": "user", "cto": "user", "mallory": "user", VERIFIER: "viewer", NOTE_WRITER: "user"}
 COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
 CELERY_WORKER = "celery-worker"  # the fifth process with CeleryExecutor (its log: logs/celery-worker.log)
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
@@ -315,6 +317,10 @@ class AirflowStack:
         if VERIFIER in passwords:
             process_env["AIRFLOW_CONN_AIRFLOW_API_DEFAULT"] = json.dumps(
                 {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "login": VERIFIER, "password": passwords[VERIFIER]}
+            )
+        if NOTE_WRITER in passwords:
+            process_env["AIRFLOW_CONN_AIRFLOW_API_NOTES"] = json.dumps(
+                {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "login": NOTE_WRITER, "password": passwords[NOTE_WRITER]}
             )
         process_env.update(env or {})
         stack = cls(home, process_env, users, passwords, broker)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the sandbox (and the tests) run, when they are missing:
 #   sandbox/system-packages.sh            prometheus, prometheus-pushgateway (the demo)
-#   sandbox/system-packages.sh --tests    the same, and kubectl (the runbook's commands)
+#   sandbox/system-packages.sh --tests    the same, kubectl (the runbook's commands) and chromium
+#                                         (the browser tests drive Debian's Chromium; Playwright's
+#                                         own browser download is not used)
 # Idempotent: nothing is installed (and no root is needed) when everything is there already.
 set -euo pipefail
 
@@ -14,11 +16,14 @@ done
 if [[ "${1:-}" == "--tests" ]] && ! command -v kubectl >/dev/null; then
   missing+=(kubernetes-client)
 fi
+if [[ "${1:-}" == "--tests" ]] && [[ ! -x /usr/bin/chromium ]]; then
+  missing+=(chromium)
+fi
 ((${#missing[@]})) || exit 0
 
 if ! command -v apt-get >/dev/null; then
   echo "missing: ${missing[*]} (Debian packages); install Prometheus, the Pushgateway and kubectl so that" \
-       "prometheus, prometheus-pushgateway (or pushgateway) and kubectl are on PATH" >&2
+       "prometheus, prometheus-pushgateway (or pushgateway) and kubectl are on PATH, and Chromium at /usr/bin/chromium" >&2
   exit 1
 fi
 sudo=()

@@ -125,7 +125,7 @@ def _status(args: argparse.Namespace) -> int:
     from chaos_engineering.halt import HaltFlag
     from chaos_engineering.heartbeat import Heartbeat
     from chaos_engineering.lock import ExperimentLock
-    from chaos_engineering.triggers import _fault_state
+    from chaos_engineering.triggers import fault_state
 
     hook, policy = _cluster(args)
     now = dt.datetime.now(dt.timezone.utc)
@@ -136,7 +136,7 @@ def _status(args: argparse.Namespace) -> int:
         ref = ObjectRef.of(obj)
         beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
         deleting_for = deletion_age_s(obj, now)
-        faults.append({"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "run": ref.run, "state": _fault_state(obj),
+        faults.append({"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "run": ref.run, "state": fault_state(obj),
                        "heartbeat_age_s": round(beat.age_s(now), 1) if beat else None,
                        "heartbeat_by": beat.holder if beat else None, "heartbeat_promise_s": beat.interval_s if beat else None,
                        "deleting_for_s": round(deleting_for, 1) if deleting_for is not None else None,

@@ -16,6 +16,11 @@ from chaos_engineering.policy import Tier
 # DNS-1123 label, shorter than 63 so a per-run suffix still fits in a Kubernetes name.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 50
+#: The trigger form's value for "the tier's next experiment". The form cannot offer "" (Airflow
+#: 3.3's form reads an empty choice as a missing value and disables Trigger); "" is still read
+#: as the rotation, for API callers and runs triggered before this value existed.
+#: No experiment may take this name.
+ROTATION = "rotation"
 
 
 class _Strict(BaseModel):
@@ -90,6 +95,8 @@ def parse_experiment(source: Path, data: object) -> tuple[Experiment | None, lis
         issues.append(
             ValidationIssue(file, "chaos.apiVersion", "enum", f"must be {API_VERSION!r}, got {document.chaos.apiVersion!r}")
         )
+    if document and document.name == ROTATION:
+        issues.append(ValidationIssue(file, "name", "reserved", f"{ROTATION!r} is the trigger form's choice for the tier's rotation; give the experiment another name"))
     if issues or document is None or spec is None:
         return None, issues
     return (

@@ -22,7 +22,7 @@ from chaos_engineering.heartbeat import ANNOTATION_FAULT_KIND, LABEL_HEARTBEAT_O
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock, LockState
 from chaos_engineering.render import OWNED_SELECTOR
-from chaos_engineering.triggers import _fault_state
+from chaos_engineering.triggers import fault_state
 from chaos_engineering.watchdog import DEFAULT_GRACE_S, _parse_time
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _age_s(obj: dict[str, Any], now: dt.datetime) -> float:
 
 def is_finished(obj: dict[str, Any], now: dt.datetime) -> bool:
     """Chaos Mesh ended it (desiredPhase Stop and AllRecovered), or a one-shot pod-kill older than its duration."""
-    if _fault_state(obj) == "ended":
+    if fault_state(obj) == "ended":
         return True
     spec = obj.get("spec") or {}
     if obj.get("kind") == ChaosKind.POD_CHAOS.value and spec.get("action") == "pod-kill":

@@ -9,6 +9,8 @@ from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import Param
 from airflow.sdk import TriggerRule
 from chaos_engineering.catalogue import Catalogue
+from chaos_engineering.chaosmesh.duration import format_go_duration
+from chaos_engineering.experiment import Experiment
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.operators.approval import PolicyApprovalOperator, human_approval
@@ -17,29 +19,73 @@ from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOp
 from chaos_engineering.operators.guard import WindowGuardOperator
 from chaos_engineering.operators.lock import AcquireLockSensor, ReleaseLockOperator
 from chaos_engineering.operators.monitor import FaultMonitorSensor
+from chaos_engineering.operators.common import ROTATION
 from chaos_engineering.operators.plan import PlanExperimentOperator
 from chaos_engineering.operators.preflight import PreflightCheckOperator
 from chaos_engineering.operators.recovery import STAGES, RecoveryStageSensor
 from chaos_engineering.operators.report import RunReportOperator
 from chaos_engineering.operators.result import RunVerdictOperator, WriteResultOperator
-from chaos_engineering.policy import Tier
+from chaos_engineering.policy import SafetyPolicy, Tier
+from chaos_engineering.reach import selected_namespaces
+from chaos_engineering.rules import effective_duration, fault_actions, network_target
 
 #: The task ids of every tier's chain, in order (tests assert this shape).
 CHAIN = ("plan", "dry_run_gate", "approvals", "window_guard", "preflight", "acquire_lock", "inject",
          "monitor", "remove_fault", *(f"recovery_{s}" for s in STAGES), "release_lock", "write_result", "report", "verdict")
 
 
+def experiment_summary(experiment: Experiment, policy: SafetyPolicy) -> dict[str, str]:
+    """What the trigger form shows of one experiment: its target, action, blast radius and duration."""
+    spec = experiment.spec
+    sides = [("", spec)] + ([("target ", target)] if (target := network_target(spec)) is not None else [])
+    radius = "; ".join(
+        f"{label}mode {getattr(side.mode, 'value', side.mode)}"
+        + (f" {side.value}" if getattr(side, "value", None) not in (None, "") else "")
+        + f" in {', '.join(selected_namespaces(side.selector))}"
+        for label, side in sides
+    )
+    return {
+        "target": experiment.target_service,
+        "action": f"{experiment.kind.value} {', '.join(fault_actions(spec))}",
+        "blast_radius": radius,
+        "duration": format_go_duration(effective_duration(experiment, policy)),
+    }
+
+
+def _label(experiment: Experiment, policy: SafetyPolicy) -> str:
+    summary = experiment_summary(experiment, policy)
+    return f"{experiment.name}: {summary['action']} on {summary['target']} ({summary['blast_radius']}), {summary['duration']}"
+
+
+def _experiments_table(experiments: list[Experiment], policy: SafetyPolicy) -> str:
+    rows = [experiment_summary(e, policy) | {"name": e.name} for e in experiments]
+    return "\n".join(
+        ["| experiment | target | action | blast radius | duration |", "|---|---|---|---|---|"]
+        + [f"| `{r['name']}` | {r['target']} | {r['action']} | {r['blast_radius']} | {r['duration']} |" for r in rows]
+    )
+
+
 def tier_params(catalogue: Catalogue, tier: Tier) -> dict[str, Param]:
-    """The trigger form: the tier's valid experiments (empty = the rotation) and a dry-run switch."""
-    names = [e.name for e in catalogue.for_tier(tier)]
+    """The trigger form: the rotation or one of the tier's valid experiments, and a dry-run switch.
+
+    The rotation is a real choice (`ROTATION`): Airflow 3.3's form reads an empty choice as a
+    missing value and disables Trigger. "" stays valid for API callers, last and labelled so.
+    """
+    experiments = catalogue.for_tier(tier)
+    policy = catalogue.policy
     return {
         "experiment": Param(
-            "",
+            ROTATION,
             type="string",
-            enum=["", *names],
+            enum=[ROTATION, *(e.name for e in experiments), ""],
             title="Experiment",
-            description="Leave empty for the tier's rotation. Only experiments that pass `chaosctl validate` are listed.",
-            values_display={"": "(rotation)"} | {e.name: f"{e.name}: {e.title}" for e in catalogue.for_tier(tier)},
+            description_md=(
+                f"**{ROTATION}**: the tier's next experiment, in name order after the last one run. "
+                "Only experiments that pass `chaosctl validate` are listed.\n\n" + _experiments_table(experiments, policy)
+            ),
+            values_display={ROTATION: f"({ROTATION}: the tier's next experiment)"}
+            | {e.name: _label(e, policy) for e in experiments}
+            | {"": "(rotation, as the empty value API callers may send)"},
         ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and dry-run on the API server; inject nothing."),
     }
@@ -55,8 +101,9 @@ def drill_params(catalogue: Catalogue) -> dict[str, Param]:
             type="string",
             enum=[drill.experiment],
             title="Experiment",
-            description="The failover the policy's disaster_recovery section names.",
-            values_display={drill.experiment: f"{drill.experiment}: {experiment.title}" if experiment else drill.experiment},
+            description_md="The failover the policy's `disaster_recovery` section names.\n\n"
+            + (_experiments_table([experiment], catalogue.policy) if experiment else ""),
+            values_display={drill.experiment: _label(experiment, catalogue.policy) if experiment else drill.experiment},
         ),
         "dry_run": tier_params(catalogue, Tier.HIGH)["dry_run"],
     }

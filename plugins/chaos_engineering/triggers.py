@@ -9,8 +9,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from chaos_engineering.chaosmesh.constants import ChaosKind
-from chaos_engineering.policy import Threshold
-from chaos_engineering.safety import Breach, baseline_problem, check, fail_safe_breach, failed_reads_breach
+from chaos_engineering.hooks.prometheus import DEFAULT_QUERY_TIMEOUT_S
+from chaos_engineering.policy import Threshold, ThresholdRule
+from chaos_engineering.safety import Breach, baseline_problem, bound_of, check, fail_safe_breach, failed_reads_breach
 
 
 # Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has drained the
@@ -31,7 +32,7 @@ ONE_SHOT_ACTIONS = {("PodChaos", "pod-kill"), ("PodChaos", "container-kill")}
 DELETION_TIMEOUT_S = 60.0
 
 
-def _fault_state(obj: dict[str, Any] | None, *, one_shot: bool = False, ends_at: float | None = None) -> str:
+def fault_state(obj: dict[str, Any] | None, *, one_shot: bool = False, ends_at: float | None = None) -> str:
     """`gone`, `deleting`, `ended` (Chaos Mesh stopped it: duration over, all recovered; or a
     one-shot fault whose duration has passed by our clock) or `active`."""
     if obj is None:
@@ -49,10 +50,12 @@ def _fault_state(obj: dict[str, Any] | None, *, one_shot: bool = False, ends_at:
 class _Readings:
     """Reads every threshold once per check and counts consecutive failed reads per metric."""
 
-    def __init__(self, prometheus_conn_id: str, thresholds: dict[str, Threshold], max_failed_reads: int) -> None:
+    def __init__(
+        self, prometheus_conn_id: str, thresholds: dict[str, Threshold], max_failed_reads: int, query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S
+    ) -> None:
         from chaos_engineering.hooks.prometheus import PrometheusHook
 
-        self.hook = PrometheusHook(prometheus_conn_id)
+        self.hook = PrometheusHook(prometheus_conn_id, timeout=query_timeout_s)
         self.thresholds = thresholds
         self.max_failed_reads = max_failed_reads
         self.failures = dict.fromkeys(thresholds, 0)
@@ -104,6 +107,134 @@ class _Readings:
             return fail_safe_breach(name, threshold, f"cannot be judged ({type(exc).__name__}: {exc})", at, value=value)
 
 
+#: The monitor logs a progress line about this often (and at its first check): a deferred task's log
+#: shows nothing else while the fault is on (the triggerer writes the trigger's own log lines into the
+#: task's log: TriggerRunnerSupervisor routes each line by the trigger id it is bound to).
+PROGRESS_EVERY_S = 30.0
+
+
+def progress_every(interval_s: float) -> int:
+    """How many checks make one progress line."""
+    return max(1, round(PROGRESS_EVERY_S / interval_s)) if interval_s > 0 else 1
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _with_unit(value: float, unit: str) -> str:
+    return f"{_number(value)}%" if unit == "%" else f"{_number(value)} {unit}" if unit else _number(value)
+
+
+def headroom(threshold: Threshold, value: float, baseline: Any) -> float | None:
+    """How far `value` is from the bound on the safe side, in the metric's unit (negative: beyond it);
+    None when the threshold cannot be judged."""
+    try:
+        bound = bound_of(threshold, baseline)
+    except (ValueError, TypeError):
+        return None
+    keeps_above = threshold.rule in (ThresholdRule.MAX_DROP_PERCENT, ThresholdRule.AT_LEAST)
+    return value - bound if keeps_above else bound - value
+
+
+def reading_text(name: str, threshold: Threshold, value: float, baseline: Any) -> str:
+    """`error_rate 0.8% of ≤ 5% (headroom 4.2 pp)`: a reading against its bound."""
+    room = headroom(threshold, value, baseline)
+    if room is None:
+        return f"{name} {_with_unit(value, threshold.unit)} (no bound: {baseline_problem(threshold, _baseline_of({name: baseline}, name))})"
+    keeps_above = threshold.rule in (ThresholdRule.MAX_DROP_PERCENT, ThresholdRule.AT_LEAST)
+    bound = bound_of(threshold, baseline)
+    room_unit = "pp" if threshold.unit == "%" else threshold.unit
+    return (f"{name} {_with_unit(value, threshold.unit)} of {'≥' if keeps_above else '≤'} {_with_unit(bound, threshold.unit)} "
+            f"(headroom {_number(room)}{' ' + room_unit if room_unit else ''})")
+
+
+def progress_line(checks: int, window: int, elapsed_s: float | None, remaining_s: float | None, readings: list[str]) -> str:
+    """One progress line: which check, how long the fault has been on and has left, the worst reading
+    of each threshold over the last `window` checks."""
+    age = "fault age unknown" if elapsed_s is None else f"fault on for {elapsed_s:.0f} s"
+    left = "no planned end" if remaining_s is None else f"{max(0.0, remaining_s):.0f} s left"
+    over = "this check" if window == 1 else f"the last {window} checks"
+    return f"kill switch check {checks}: {age}, {left}; worst of {over}: " + "; ".join(readings)
+
+
+class _Progress:
+    """The worst reading of each threshold since the last progress line."""
+
+    def __init__(self, thresholds: dict[str, Threshold], interval_s: float) -> None:
+        self.thresholds = thresholds
+        self.every = progress_every(interval_s)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.window = 0
+        self.worst: dict[str, tuple[float, float]] = {}  # name -> (headroom, value)
+        self.unread: dict[str, tuple[int, str]] = {}  # name -> (checks unread, last reason)
+
+    def add(self, readings: dict[str, tuple[float | None, str]], baseline: Any) -> None:
+        self.window += 1
+        for name, (value, reason) in readings.items():
+            if value is None:
+                count, _ = self.unread.get(name, (0, ""))
+                self.unread[name] = (count + 1, reason)
+                continue
+            room = headroom(self.thresholds[name], value, _baseline_of(baseline, name))
+            room = float("-inf") if room is None else room
+            if name not in self.worst or room < self.worst[name][0]:
+                self.worst[name] = (room, value)
+
+    def line(self, checks: int, baseline: Any, elapsed_s: float | None, remaining_s: float | None) -> str | None:
+        """The line due at this check (the first, then every `every`), or None."""
+        if checks != 1 and checks % self.every:
+            return None
+        parts = []
+        for name, threshold in self.thresholds.items():
+            if name in self.worst:
+                parts.append(reading_text(name, threshold, self.worst[name][1], _baseline_of(baseline, name)))
+            if name in self.unread:
+                count, reason = self.unread[name]
+                parts.append(f"{name} unread in {count} of {self.window} checks ({reason})")
+        text = progress_line(checks, self.window, elapsed_s, remaining_s, parts)
+        self._reset()
+        return text
+
+
+def _zulu(at: str) -> str:
+    return at.replace("+00:00", "Z")
+
+
+def removed_by(halt: Any, since: float, beat: Any, now: float, grace_s: float, *, beat_error: str = "") -> dict[str, str]:
+    """Who removed a fault that vanished with no halt set (pure, for tests): the emergency stop when the
+    halt history holds a halt since `since` (set and resumed between two checks); the dead-man watchdog
+    when the fault's heartbeat (a `Beat`, or None when there is none) was older than the watchdog's grace;
+    else nobody this system records. The watchdog leaves no mark of its own on what it removes: its
+    removal is known only from the heartbeat it judged."""
+    import datetime as dt
+
+    history = list(getattr(halt, "history", None) or [])
+    for i, entry in reversed(list(enumerate(history))):
+        try:
+            at = dt.datetime.fromisoformat(str(entry.get("at"))).timestamp()
+        except ValueError:
+            continue
+        if entry.get("action") == "halt" and at >= since - 1:
+            resumed = next((r for r in history[i + 1:] if r.get("action") == "resume"), None)
+            later = f" (resumed since by {resumed['by']} at {_zulu(resumed['at'])})" if resumed else ""
+            return {"by": "emergency_stop", "detail": f"the emergency stop of {entry.get('by')} at {_zulu(entry.get('at'))}: '{entry.get('reason')}'{later}"}
+    when = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    since_text = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if beat_error:
+        return {"by": "unknown", "detail": (f"someone outside the run: no emergency stop since {since_text}; the heartbeat could not be read "
+                                            f"({beat_error}), so whether the watchdog removed it is unknown")}
+    if beat is None:
+        return {"by": "watchdog", "detail": "the dead-man watchdog: the fault had no heartbeat"}
+    age = beat.age_s(when)
+    if not beat.fresh(when, grace_s):
+        return {"by": "watchdog", "detail": f"the dead-man watchdog: heartbeat expired ({age:.0f} s since its last renewal, grace {grace_s:g} s)"}
+    return {"by": "unknown", "detail": (f"someone outside this system: no emergency stop since {since_text} and its heartbeat was {age:.0f} s old "
+                                        "(the watchdog removes none this fresh); the API server's audit log names who deleted it")}
+
+
 def _baseline_of(baseline: Any, name: str) -> Any:
     """The recorded baseline of one threshold; None when the record is not a mapping (an edited
     XCom): a relative rule then fails closed through `baseline_problem`."""
@@ -111,7 +242,8 @@ def _baseline_of(baseline: Any, name: str) -> Any:
 
 
 class FaultMonitorTrigger(BaseTrigger):
-    """Checks every threshold against the baseline each `interval_s` until the fault is gone or ended.
+    """Checks every threshold against the baseline each `interval_s` until the fault is gone or ended,
+    each read bounded in total by `query_timeout_s` (the policy's `safety.query_timeout`).
 
     On a breach, or on `max_failed_reads` unreadable checks in a row, it deletes the Chaos Mesh
     object itself, here in the triggerer, before any worker slot is involved: that is where the
@@ -146,6 +278,7 @@ class FaultMonitorTrigger(BaseTrigger):
         ends_at: float | None = None,
         deletion_timeout_s: float = DELETION_TIMEOUT_S,
         chaos_namespace: str | None = None,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
         super().__init__()
         self.prometheus_conn_id = prometheus_conn_id
@@ -159,6 +292,7 @@ class FaultMonitorTrigger(BaseTrigger):
         self.deletion_timeout_s = deletion_timeout_s
         # Where the halt flag lives (the policy's chaos_namespace); the fault's own by default.
         self.chaos_namespace = chaos_namespace
+        self.query_timeout_s = query_timeout_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -174,6 +308,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 "ends_at": self.ends_at,
                 "deletion_timeout_s": self.deletion_timeout_s,
                 "chaos_namespace": self.chaos_namespace,
+                "query_timeout_s": self.query_timeout_s,
             },
         )
 
@@ -187,7 +322,9 @@ class FaultMonitorTrigger(BaseTrigger):
         kind, name, namespace = ChaosKind(self.fault["kind"]), self.fault["name"], self.fault["namespace"]
         ref = ObjectRef(kind.value, name, namespace)
         one_shot = (kind.value, self.fault.get("action")) in ONE_SHOT_ACTIONS
-        readings = _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, self.max_failed_reads)
+        readings = _Readings(
+            self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, self.max_failed_reads, self.query_timeout_s
+        )
         flag = HaltFlag(cluster, self.chaos_namespace or namespace)
         cluster_failures = 0
         checks = 0
@@ -197,13 +334,19 @@ class FaultMonitorTrigger(BaseTrigger):
         halt: Any = None  # the HaltState this monitor saw set; it acts on it until the fault is gone
         halt_removal: tuple[float | None, str] = (None, "")
         deletion: dict[str, Any] | None = None
+        progress = _Progress(readings.thresholds, self.interval_s)
+        since = time.time()  # halts from here (or from the fault's creation, once seen) count as removing it
+        created: float | None = None
         while True:
             started = time.monotonic()
             obj = None
             try:
                 obj = await asyncio.to_thread(cluster.get, kind, name, namespace)
-                state = _fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
+                state = fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
                 cluster_failures = 0
+                if created is None and obj is not None:
+                    created = _created(obj)
+                    since = min(since, created or since)
             except Exception as exc:
                 # The API server did not answer: keep judging metrics; a breach still tries to delete.
                 cluster_failures += 1
@@ -218,7 +361,13 @@ class FaultMonitorTrigger(BaseTrigger):
             if state == "deleting":
                 deletion = await self._watch_deletion(cluster, ref, obj, deletion)
             ending = self._ending(state, halt, halt_removal, deletion)
+            if ending is not None and ending["status"] == "gone":
+                # Before the heartbeat is deleted: it is what tells whether the watchdog removed the fault.
+                who = await self._who_removed(flag, heartbeat, since)
+                forced = " after its finalizer clean-up was forced" if (deletion or {}).get("forced_at") is not None else ""
+                ending |= {"removed_by": who, "message": f"the fault was removed{forced} by {who['detail']}"}
             if ending is not None:
+                self.log.warning("kill switch: %s after %d checks: %s", ending["status"], checks, ending["message"])
                 await self._end_heartbeat(heartbeat)
                 await _not_before(first)
                 yield TriggerEvent(ending | {"state": state, "checks": checks, "at": time.time(), "deletion": deletion})
@@ -236,7 +385,12 @@ class FaultMonitorTrigger(BaseTrigger):
             breach = readings.judge(current, self.baseline, now)
             if breach is None and cluster_failures >= self.max_failed_reads:
                 breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
+            progress.add(current, self.baseline)
+            line = progress.line(checks, self.baseline, now - created if created else None, self.ends_at - now if self.ends_at else None)
+            if line is not None:
+                self.log.info(line)  # no arguments: a "%" in a reading stays as it is
             if breach is not None:
+                self.log.error("kill switch: breach at check %d: %s; removing the fault", checks, breach.message)
                 removed, error = await self._remove(cluster, kind, name, namespace, "breach")
                 await self._end_heartbeat(heartbeat)
                 await _not_before(first)
@@ -277,11 +431,22 @@ class FaultMonitorTrigger(BaseTrigger):
             return {"status": "halted", "halt": halt.as_dict(history=False), "removal_requested_at": requested_at, "removal_error": error,
                     "message": f"chaos {halt.cause()}; {how}"}
         if state == "gone":
-            forced = " after its finalizer clean-up was forced" if forced_at is not None else ""
-            return {"status": "gone", "message": f"the fault was removed by someone else{forced} (the watchdog, or a person)"}
+            # run() names who removed it (the halt history, the heartbeat): that needs the cluster.
+            return {"status": "gone", "message": "the fault was removed from outside the run"}
         if state == "ended":
             return {"status": "completed", "message": "Chaos Mesh ended the fault"}
         return None
+
+    async def _who_removed(self, flag: Any, heartbeat: Any, since: float) -> dict[str, str]:
+        from chaos_engineering.watchdog import DEFAULT_GRACE_S
+
+        halt = await self._read_halt(flag)
+        try:
+            beat, error = await asyncio.to_thread(heartbeat.read), ""
+        except Exception as exc:
+            self.log.warning("cannot read heartbeat %s: %s", heartbeat.name, exc)
+            beat, error = None, str(exc)
+        return removed_by(halt, since, beat, time.time(), DEFAULT_GRACE_S, beat_error=error)
 
     async def _read_halt(self, flag: Any) -> Any:
         try:
@@ -349,6 +514,16 @@ class FaultMonitorTrigger(BaseTrigger):
         return time.time(), ""
 
 
+def _created(obj: dict[str, Any]) -> float | None:
+    from chaos_engineering.emergency import parse_time
+
+    try:
+        created = parse_time(obj.get("metadata", {}).get("creationTimestamp"))
+    except ValueError:
+        return None
+    return created.timestamp() if created else None
+
+
 def _push_forced() -> None:
     """chaos_fault_deletions_forced_total{by="monitor"} and the time: the alert of a forced clean-up."""
     from chaos_engineering.notify import metrics
@@ -370,6 +545,7 @@ class RecoveryTrigger(BaseTrigger):
         interval_s: float,
         deadline_ts: float,
         targets: list[dict[str, str]] | None = None,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
         super().__init__()
         self.prometheus_conn_id = prometheus_conn_id
@@ -379,6 +555,7 @@ class RecoveryTrigger(BaseTrigger):
         self.interval_s = interval_s
         self.deadline_ts = deadline_ts
         self.targets = targets or []
+        self.query_timeout_s = query_timeout_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -391,6 +568,7 @@ class RecoveryTrigger(BaseTrigger):
                 "interval_s": self.interval_s,
                 "deadline_ts": self.deadline_ts,
                 "targets": self.targets,
+                "query_timeout_s": self.query_timeout_s,
             },
         )
 
@@ -428,7 +606,10 @@ class RecoveryTrigger(BaseTrigger):
         return pending, dict(readings.last)
 
     def _readings(self) -> _Readings:
-        return _Readings(self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, max_failed_reads=10**9)
+        return _Readings(
+            self.prometheus_conn_id, {k: Threshold(**v) for k, v in self.thresholds.items()}, max_failed_reads=10**9,
+            query_timeout_s=self.query_timeout_s,
+        )
 
     def _not_back(self, threshold: Threshold, name: str, value: float, at: float) -> str | None:
         """Why a reading is not back within its bound; None when it is. A threshold that cannot be

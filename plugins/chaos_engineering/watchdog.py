@@ -41,7 +41,7 @@ from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finaliz
 from chaos_engineering.halt import HaltState
 from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Beat, Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.triggers import DELETION_TIMEOUT_S, _fault_state
+from chaos_engineering.triggers import DELETION_TIMEOUT_S, fault_state
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Sweep:
 
 def stale_reason(obj: dict[str, Any], beat: Beat | None, grace_s: float, now: dt.datetime, halt: HaltState | None = None) -> str | None:
     """Why this fault must go (None: keep it). Pure, for unit tests."""
-    state = _fault_state(obj)
+    state = fault_state(obj)
     if state == "deleting":
         return None  # on its way out already: stuck_reason watches how long that takes
     if halt is not None and halt.halted:
@@ -142,7 +142,7 @@ def sweep(
                 _force(hook, obj, ref, stuck, result)
                 continue
             halted = halt is not None and halt.halted
-            beat = None if halted or _fault_state(obj) != "active" else Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+            beat = None if halted or fault_state(obj) != "active" else Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
             reason = stale_reason(obj, beat, grace_s, now, halt)
             if reason is None:
                 continue

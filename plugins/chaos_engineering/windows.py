@@ -309,3 +309,52 @@ def span_verdict(
         if later.override_used and not verdict.override_used:
             verdict = dataclasses.replace(later, reason=f"{later.reason} (from {_local_text(moment.astimezone(rules.zone))}, before the fault ends)")
     return verdict
+
+
+def first_span_start(
+    policy: SafetyPolicy, tier: Tier | str, after: dt.datetime, duration_s: float, *, manual: bool
+) -> dt.datetime | None:
+    """The first moment at or after `after` (UTC) at which a `tier` fault of `duration_s` seconds
+    would pass `span_verdict` for its whole length; None if none does within SEARCH_DAYS days.
+
+    Whether a span is allowed changes only where its start crosses a boundary of the window (a
+    start inside an open stretch can always move back to where the stretch opened), so `after`
+    and the boundaries after it are the only candidates.
+    """
+    rules = WindowRules.for_tier(policy, tier)
+    _require_aware(after, "after")
+    length = dt.timedelta(seconds=duration_s)
+    for start in (after.astimezone(UTC), *rules._boundaries(after)):
+        if span_verdict(policy, tier, start, start + length, manual=manual).allowed:
+            return start
+    return None
+
+
+def local_text(policy: SafetyPolicy, moment: dt.datetime) -> str:
+    """`moment` as the policy's people read it: 'Wed 2026-05-06 02:00 EDT' (the business-hours zone)."""
+    _require_aware(moment, "moment")
+    return _local_text(moment.astimezone(zoneinfo.ZoneInfo(policy.business_hours.timezone)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanOutlook:
+    """What the window says of a fault planned for [at, at + duration): the verdict, in short
+    words for people ('in window', 'manual override will be used', 'cannot run before ...'), and
+    when refused, the first start it would allow."""
+
+    verdict: WindowVerdict
+    at: dt.datetime
+    first_start: dt.datetime | None
+    words: str
+
+
+def span_outlook(
+    policy: SafetyPolicy, tier: Tier | str, at: dt.datetime, duration_s: float, *, manual: bool
+) -> SpanOutlook:
+    verdict = span_verdict(policy, tier, at, at + dt.timedelta(seconds=duration_s), manual=manual)
+    if verdict.allowed:
+        words = "manual override will be used" if verdict.override_used else "in window"
+        return SpanOutlook(verdict, at, None, words)
+    first = first_span_start(policy, tier, at, duration_s, manual=manual)
+    words = f"cannot run before {local_text(policy, first)}" if first else f"cannot run in the next {SEARCH_DAYS} days"
+    return SpanOutlook(verdict, at, first, words)

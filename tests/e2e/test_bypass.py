@@ -5,19 +5,28 @@
 resuming after an emergency stop) is asserted on the cluster (no fault of ours, the halt kept)
 and by the message the refusing task logs. One person holding both high-tier approvals is made
 impossible by the policy itself (and refused at inject, tests/unit/test_verification.py).
+
+The Chaos page the plugin mounts at `/chaos` sits outside Airflow's own routers: each of its
+endpoints is called without credentials and as the read-only `chaos-verifier`, and a stop pressed
+there by an SRE is asserted on the cluster.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
+import requests
 
 from chaos_engineering.halt import HaltFlag
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from sandbox.airflow_client import AirflowApiError
+from sandbox.airflow_client import AirflowApiError, AirflowClient
+from sandbox.airflow_stack import VERIFIER
+from tests.integration.chaos_support import create_fault, get, remove, wait_injected
 from tests.e2e.test_tier_runs import ALL_DAY, NAMESPACE, Chaos, FaultWatch, chaos_on_airflow, policy_of
 from sandbox.steady import wait_steady
 
@@ -158,3 +167,88 @@ def test_one_person_cannot_give_both_high_tier_approvals(chaos: Chaos) -> None:
         while chaos.admin.import_errors():
             assert time.monotonic() < deadline, chaos.admin.import_errors()
             time.sleep(2)
+
+
+# --- the Chaos page -------------------------------------------------------------------------------
+
+PAGE_ENDPOINTS = [("GET", "/chaos/"), ("GET", "/chaos/api/status"), ("POST", "/chaos/api/stop"), ("POST", "/chaos/api/resume"),
+                  ("GET", "/chaos/reports/chaos_low_risk/manual__x/report.html")]
+
+
+def page_call(chaos: Chaos, method: str, path: str, client: AirflowClient | None = None, reason: str = "page test") -> requests.Response:
+    headers = {"Authorization": f"Bearer {client.token()}"} if client else {}
+    return requests.request(method, chaos.stack.base_url.rstrip("/") + path, headers=headers, timeout=60,
+                            json={"reason": reason} if method == "POST" else None)
+
+
+def test_every_chaos_page_endpoint_needs_a_session_and_a_viewer_may_only_look(chaos: Chaos) -> None:
+    halt = HaltFlag(ChaosMeshHook(), NAMESPACE)
+    fault = create_fault("page-e2e-viewer")
+    try:
+        runs_before = {d: len(chaos.admin.request("GET", f"/dags/{d}/dagRuns")["dag_runs"]) for d in ("chaos_emergency_stop", "chaos_resume")}
+        for method, path in PAGE_ENDPOINTS:
+            response = page_call(chaos, method, path)
+            assert (response.status_code, response.json()) == (401, {"detail": "Not authenticated"}), (method, path)
+            forged = requests.request(method, chaos.stack.base_url.rstrip("/") + path, cookies={"_token": "forged"}, json={"reason": "x" * 5}, timeout=60)
+            assert (forged.status_code, forged.json()) == (403, {"detail": "Invalid JWT token"}), (method, path)
+        viewer = chaos.stack.client(VERIFIER)
+        page = page_call(chaos, "GET", "/chaos/", viewer)
+        assert page.status_code == 200 and 'id="halt-state"' in page.text and 'id="active-faults"' in page.text
+        assert 'id="stop-button"' not in page.text and 'id="resume-button"' not in page.text
+        status = page_call(chaos, "GET", "/chaos/api/status", viewer)
+        assert status.status_code == 200 and [f["name"] for f in status.json()["active_faults"]] == [fault["metadata"]["name"]]
+        for path, dag_id in (("/chaos/api/stop", "chaos_emergency_stop"), ("/chaos/api/resume", "chaos_resume")):
+            refused = page_call(chaos, "POST", path, viewer)
+            assert (refused.status_code, refused.json()) == (403, {"detail": f"you may not trigger {dag_id}: only users allowed to trigger it may press this"})
+        missing = page_call(chaos, "GET", "/chaos/reports/chaos_low_risk/manual__x/report.html", viewer)
+        assert (missing.status_code, missing.json()) == (404, {"detail": "no run 'manual__x' of 'chaos_low_risk'"})
+        assert not halt.state().halted and get(fault) is not None, "a refused request changed the cluster"
+        runs_after = {d: len(chaos.admin.request("GET", f"/dags/{d}/dagRuns")["dag_runs"]) for d in runs_before}
+        assert runs_after == runs_before
+    finally:
+        remove(fault)
+
+
+def test_a_stop_pressed_on_the_chaos_page_halts_in_the_users_name_and_removes_a_live_fault_within_5_s(chaos: Chaos) -> None:
+    halt = HaltFlag(ChaosMeshHook(), NAMESPACE)
+    fault = create_fault("page-e2e-stop")
+    try:
+        wait_injected(fault)
+        chaos.slack.payloads.clear()
+        pressed = time.monotonic()
+        response = page_call(chaos, "POST", "/chaos/api/stop", chaos.sre, reason="checkout errors after the deploy")
+        assert response.status_code == 200, response.text
+        while get(fault) is not None:
+            assert time.monotonic() - pressed < 5, "the fault is still on the cluster 5 s after the stop was pressed"
+            time.sleep(0.1)
+        state = halt.state()
+        assert (state.halted, state.halted_by, state.halted_reason) == (True, "sre-oncall", "checkout errors after the deploy")
+        follow_up = response.json()["follow_up"]
+        assert follow_up["by"] == "dag_run", follow_up
+        chaos.admin.wait_for_run("chaos_emergency_stop", follow_up["run_id"], timeout=180, expect="success")
+        run = chaos.admin.run("chaos_emergency_stop", follow_up["run_id"])
+        assert (run["triggering_user_name"], run["conf"]) == ("sre-oncall", {"reason": "checkout errors after the deploy"})
+        alerts = [json.dumps(p) for p in chaos.slack.payloads]
+        assert any("sre-oncall" in a and "checkout errors after the deploy" in a for a in alerts), alerts
+        assert chaos.lock_holder() is None
+    finally:
+        if get(fault) is not None:
+            remove(fault)
+        if halt.state().halted:
+            halt.clear("e2e-cleanup", "chaos page test over")
+
+
+def test_the_report_task_links_open_the_report_through_the_chaos_page(chaos: Chaos) -> None:
+    run_id, result = chaos.run("chaos_low_risk", "booking-api-quick-kill", expect="success", dry_run=True)
+    links = chaos.admin.request("GET", f"/dags/chaos_low_risk/dagRuns/{quote(run_id, safe='')}/taskInstances/report/links")["extra_links"]
+    quoted = quote(run_id, safe="")
+    base = chaos.stack.base_url.rstrip("/")
+    assert links == {"Report (HTML)": f"{base}/chaos/reports/chaos_low_risk/{quoted}/report.html",
+                     "Report (PDF)": f"{base}/chaos/reports/chaos_low_risk/{quoted}/report.pdf"}
+    viewer = chaos.stack.client(VERIFIER)
+    html = requests.get(links["Report (HTML)"], headers={"Authorization": f"Bearer {viewer.token()}"}, timeout=60)
+    assert html.status_code == 200 and html.headers["content-type"] == "text/html; charset=utf-8"
+    assert html.content == (chaos.folder("chaos_low_risk", run_id) / "report.html").read_bytes()
+    pdf = requests.get(links["Report (PDF)"], headers={"Authorization": f"Bearer {viewer.token()}"}, timeout=60)
+    assert (pdf.status_code, pdf.headers["content-type"], pdf.content[:5]) == (200, "application/pdf", b"%PDF-")
+    assert requests.get(links["Report (HTML)"], timeout=60).status_code == 401

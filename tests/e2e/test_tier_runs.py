@@ -170,6 +170,11 @@ def clean_cluster(chaos: Chaos) -> Iterator[None]:
     assert chaos.objects() == [] and chaos.lock_holder() is None
     wait_steady(policy_of(chaos.include))
     yield
+    clean_up_after(chaos, "a test")
+
+
+def clean_up_after(chaos: Chaos, who: str) -> None:
+    """Remove what `who` left of ours (objects, the lock, the halt), then fail if it left anything."""
     leftovers = [o["metadata"]["name"] for o in chaos.objects()]
     holder = chaos.lock_holder()
     for obj in chaos.objects():
@@ -178,7 +183,7 @@ def clean_cluster(chaos: Chaos) -> Iterator[None]:
     halt = HaltFlag(chaos.cluster, NAMESPACE)
     halted = halt.state().halted
     if halted:
-        halt.clear("e2e-cleanup", "a test left the halt set")
+        halt.clear("e2e-cleanup", f"{who} left the halt set")
     assert leftovers == [] and holder is None and not halted, f"left behind: objects {leftovers}, lock {holder}, halted {halted}"
 
 
@@ -208,6 +213,9 @@ def clean_low_risk_run(chaos: Chaos, sandbox) -> str:
     assert result["fault"]["name"] in watch.names
     report = chaos.report("chaos_low_risk", run_id)
     assert report["verdict"]["value"] == "held"
+    # The run's note, written by the DAG through the REST API: what ran, the verdict, the report.
+    note = chaos.admin.run("chaos_low_risk", run_id)["note"]
+    assert note.startswith(f"booking-api-quick-kill · low · real · held: {result['verdict_reason']}\n\nReport: [HTML](/chaos/reports/chaos_low_risk/"), note
     texts = chaos.slack_texts(run_id)
     assert any("booking-api-quick-kill" in t and "injected" in t.lower() for t in texts), texts
     assert any("held" in t for t in texts), texts

@@ -14,6 +14,7 @@ from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.halt import HaltFlag
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
+from chaos_engineering.policy import load_policy
 from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOperator
 from chaos_engineering.render import LABEL_RUN_KEY, render_chaos_object, run_key
 from chaos_engineering.verification import object_digest
@@ -35,6 +36,9 @@ def open_include(tmp_path_factory, connections) -> Iterator[None]:
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHAOS_INCLUDE_DIR", str(folder))
+        # Inject takes its own steady state over this window: start from a steady platform, not
+        # from whatever the test before left (or a sandbox that has just started).
+        wait_steady(load_policy()[0])
         yield
 
 

@@ -15,7 +15,7 @@ from chaos_engineering.heartbeat import Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.maintenance import MaintenanceReport, maintain, prune_reports
-from chaos_engineering.triggers import _fault_state
+from chaos_engineering.triggers import fault_state
 from tests.integration.chaos_support import NAMESPACE, create_fault, get, remove
 
 UTC = dt.timezone.utc
@@ -67,7 +67,7 @@ def test_finished_and_orphaned_objects_go_live_runs_stay(planted, tmp_path):
     stale_beat = Heartbeat(hook, "NetworkChaos", gone_fault, NAMESPACE)
     stale_beat.renew("dead-monitor", 5, now=dt.datetime.now(UTC) - dt.timedelta(hours=1))
     deadline = time.monotonic() + 15
-    while _fault_state(get(finished)) != "ended":
+    while fault_state(get(finished)) != "ended":
         assert time.monotonic() < deadline, "the 1 s fault never ended"
         time.sleep(0.2)
 

@@ -17,7 +17,7 @@ ALERTS = [rule for group in rule_groups() for rule in group["rules"] if "alert" 
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=RULES_FILE.parent)
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=300, cwd=RULES_FILE.parent)
 
 
 def test_promtool_check_rules() -> None:

@@ -21,6 +21,7 @@ CASES = [
     ("unknown-top-level-key", {"owner": "me"}, [("owner", "unknown-field", "'owner'")]),
     ("name-not-dns-label", {"name": "Booking_API"}, [("name", "format", "must match")]),
     ("name-too-long", {"name": "a" * 51}, [("name", "range", "50")]),
+    ("name-reserved", {"name": "rotation"}, [("name", "reserved", "'rotation' is the trigger form's choice for the tier's rotation; give the experiment another name")]),
     ("tier-enum", {"tier": "extreme"}, [("tier", "enum", "")]),
     ("hypothesis-required", {"hypothesis": DELETE}, [("hypothesis", "required", "hypothesis")]),
     ("api-version", {"chaos.apiVersion": "chaos-mesh.org/v1"}, [("chaos.apiVersion", "enum", "chaos-mesh.org/v1alpha1")]),

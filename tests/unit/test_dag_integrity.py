@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.param import process_params
+from airflow.sdk.exceptions import ParamValidationError
+from chaos_engineering.catalogue import load_catalogue
+from chaos_engineering.operators.common import ROTATION
 from chaos_engineering.policy import Tier, load_policy
 from chaos_engineering.tier_chain import CHAIN
 
@@ -69,13 +73,41 @@ def test_safety_steps_never_retry_blindly(dagbag, tier):
     assert dag.get_task("monitor").template_fields == ("plan", "fault", "preflight")
 
 
-def test_trigger_form_lists_only_the_tiers_valid_experiments(dagbag):
-    policy, _ = load_policy()
+def test_trigger_form_offers_the_rotation_first_and_only_the_tiers_valid_experiments(dagbag):
+    """The rotation is a real, non-empty choice (3.3's form disables Trigger on ""), the default;
+    "" stays valid for API callers, last; every other value is a valid experiment of the tier."""
+    catalogue = load_catalogue()
     for tier, dag_id in TIER_DAGS.items():
-        enum = dagbag.dags[dag_id].params.get_param("experiment").schema["enum"]
-        assert enum[0] == "" and len(enum) >= 4
-        assert all(name.startswith(("booking", "web", "cache", "database", "email")) for name in enum[1:])
-    assert policy is not None
+        param = dagbag.dags[dag_id].params.get_param("experiment")
+        names = [e.name for e in catalogue.for_tier(tier)]
+        assert param.value == ROTATION
+        assert param.schema["enum"] == [ROTATION, *names, ""]
+        assert param.schema["values_display"][ROTATION] == "(rotation: the tier's next experiment)"
+        assert param.description is None  # the UI renders description_md only without a description
+
+
+def test_trigger_form_shows_each_experiments_target_action_blast_radius_and_duration(dagbag):
+    param = dagbag.dags["chaos_high_risk"].params.get_param("experiment")
+    assert param.schema["values_display"]["booking-api-database-partition"] == (
+        "booking-api-database-partition: NetworkChaos partition on booking-api "
+        "(mode one in booking; target mode all in booking), 1m30s"
+    )
+    assert param.schema["values_display"]["booking-api-multi-pod-failure"] == (
+        "booking-api-multi-pod-failure: PodChaos pod-failure on booking-api (mode fixed 2 in booking), 2m"
+    )
+    assert "| `cache-failure` | cache | PodChaos pod-failure | mode one in booking | 2m |" in (
+        dagbag.dags["chaos_medium_risk"].params.get_param("experiment").schema["description_md"]
+    )
+
+
+@pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
+def test_the_rotation_and_the_empty_value_pass_the_forms_validation(dagbag, tier):
+    """What each task checks when it starts (a run in flight with "" keeps working)."""
+    dag = dagbag.dags[TIER_DAGS[tier]]
+    for value in (ROTATION, ""):
+        assert process_params(dag, dag.get_task("plan"), {"experiment": value}, suppress_exception=False)["experiment"] == value
+    with pytest.raises(ParamValidationError, match="'no-such-experiment' is not one of"):
+        process_params(dag, dag.get_task("plan"), {"experiment": "no-such-experiment"}, suppress_exception=False)
 
 
 def test_approvers_come_from_the_policy(dagbag):

@@ -150,12 +150,25 @@ def test_an_excursion_between_two_checks():
 
 def test_an_emergency_stop_aborts_the_run():
     result, series = synthetic_run()
-    result["monitor"] = {"status": "gone", "state": "gone", "checks": 4, "at": result["fault"]["injected_at"] + 40}
+    result["monitor"] = {"status": "gone", "state": "gone", "checks": 4, "at": result["fault"]["injected_at"] + 40,
+                         "removed_by": {"by": "emergency_stop", "detail": "the emergency stop of alice at 2026-05-28T20:30:00Z: 'db on fire'"}}
     result["verdict"], result["verdict_reason"] = "aborted", "the fault was removed from outside the run (emergency stop or watchdog)"
     run, findings = analysed(result, series)
     assert run.ended_by == "emergency_stop"
     assert rules_of(findings) == [("run-aborted", None)]
     assert "emergency stop" in findings[0].detail
+
+
+@pytest.mark.parametrize(("monitor", "ended_by"), [
+    ({"status": "halted"}, "emergency_stop"),
+    ({"status": "gone", "removed_by": {"by": "watchdog", "detail": "the dead-man watchdog: the fault had no heartbeat"}}, "watchdog"),
+    ({"status": "gone", "removed_by": {"by": "unknown", "detail": "someone outside this system"}}, "outside"),
+    ({"status": "gone"}, "outside"),
+], ids=["halted", "watchdog", "someone-unknown", "an-older-event-naming-nobody"])
+def test_who_ended_the_fault(monitor, ended_by):
+    result, series = synthetic_run()
+    result["monitor"] = monitor | {"checks": 4, "at": result["fault"]["injected_at"] + 40}
+    assert analysed(result, series)[0].ended_by == ended_by
 
 
 def test_a_run_that_injected_nothing_has_no_scores():

@@ -7,14 +7,23 @@ import io
 import json
 import re
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from markupsafe import escape
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from airflow.sdk import ObjectStoragePath
 from chaos_engineering.report import REPORT_SCHEMA, ReportSchemaError, build_report, validate_report, write_report
-from chaos_engineering.report.plots import MAX_POINTS, downsample
+from chaos_engineering.report import plots
+from chaos_engineering.report.html import fault_duration
+from chaos_engineering.report.pdf import CORE_FONTS, MARGIN_IN, PAGE_IN, UNICODE_FONTS, fonts_for, layout_pages
+from chaos_engineering.report.analysis import series_times
+from chaos_engineering.report.plots import COLUMNS, MetricCharts, downsample
 from tests.unit.test_report_synthetic import THRESHOLDS, Shape, base_result, plan, synthetic_run
 
 SECTIONS = ("summary", "timeline", "metrics", "analysis", "findings", "recommendations", "approvals")
@@ -148,8 +157,157 @@ def test_plots_are_downsampled_without_losing_a_spike():
     values[54_321] = 9.0
     values[70_000:70_500] = np.nan
     x, mean, low, high = downsample(times, values)
-    assert len(x) <= MAX_POINTS and np.nanmax(high) == 9.0 and np.nanmin(low) == 0.0
+    assert len(x) == COLUMNS and np.nanmax(high) == 9.0 and np.nanmin(low) == 0.0
     assert np.isnan(mean).any()  # a bucket with no sample is drawn as a gap, not as zero
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6) | st.just(float("nan")), min_size=1, max_size=3000),
+    st.integers(3, 400),
+    st.floats(0.5, 30.0),
+)
+def test_every_bucket_keeps_its_min_and_max(samples, columns, step):
+    """Whatever the series, each bucket drawn holds the extreme samples of the time it covers."""
+    values = np.array(samples)
+    times = 1_780_000_000.0 + step * np.arange(values.size)
+    x, mean, low, high = downsample(times, values, columns)
+    if values.size <= columns:
+        assert x is times and low is values and high is values
+        return
+    assert len(x) == columns and np.all(np.diff(x) > 0)
+    bucket = np.searchsorted(x, times, side="right") - 1  # the bucket each sample falls in
+    for b in range(len(x)):
+        inside = values[bucket == b]
+        finite = inside[np.isfinite(inside)]
+        if finite.size:
+            assert low[b] == finite.min() and high[b] == finite.max()
+        else:
+            assert np.isnan(low[b]) and np.isnan(high[b])
+
+
+def page_texts(pages) -> list:
+    return [t for page in pages for t in page.texts]
+
+
+def test_pdf_tables_wrap_long_cells_inside_the_page(breach_report):
+    """A cell longer than its column continues on the row's next line: all of it printed, none past the margin."""
+    files, _ = breach_report
+    document = copy.deepcopy(files.document)
+    detail = "removed from outside the run by the emergency stop of a-very-long-operator-name@example.org: " + "db on fire " * 8
+    document["timeline"][0]["detail"] = detail
+    pages = layout_pages(document, {})
+    lines = [t.get_text() for t in page_texts(pages)]
+    first = next(i for i, line in enumerate(lines) if "Planned" in line)
+    column = [line[23 + 1 + 11 + 1 + 24 + 1:] for line in lines[first:first + 4]]  # the detail column of the row's lines
+    assert " ".join(" ".join(column).split()) == " ".join(detail.split())
+    assert all(not line.startswith(" ") for line in column[:3])  # the text continues in its own column
+    right = (PAGE_IN[0] - MARGIN_IN) * 72  # points
+    with matplotlib.rc_context(CORE_FONTS.rc):
+        for page in pages:
+            FigureCanvasAgg(page)
+            renderer = page.canvas.get_renderer()
+            for text in page.texts:
+                extent = text.get_window_extent(renderer)
+                assert extent.x1 / page.dpi * 72 <= right, text.get_text()
+
+
+def test_steps_never_reached_are_neutral():
+    """A run refused by the window guard: the later steps are "not reached" in grey, never a red fail."""
+    files = build_report(no_fault_runs()["window_refused"], THRESHOLDS, None)
+    checks = {c["check"]: c["decision"] for c in files.document["safety_checks"]}
+    assert checks["window guard"] == "fail"
+    assert checks["pre-flight health"] == checks["experiment lock"] == checks["kill switch"] == "not_run"
+    html = files.report_html
+    assert '<td>pre-flight health</td><td class="not_run">not reached</td>' in html
+    assert '<td>kill switch</td><td class="not_run">not reached</td>' in html
+    assert ".not_run { color: #5f6368; }" in html
+    lines = {t.get_text(): t.get_color() for t in page_texts(layout_pages(files.document, {}))}
+    reached = next(line for line in lines if line.startswith("kill switch: "))
+    assert reached.startswith("kill switch: NOT REACHED - no record (task not run)") and lines[reached] == "#5f6368"
+    assert lines[next(line for line in lines if line.startswith("window guard: "))] == "#d93025"
+
+
+def test_a_stage_never_reached_reads_so():
+    result, series = synthetic_run()
+    result["recovery"]["business"] = None
+    files = build_report(result, THRESHOLDS, series)
+    assert '<td>business</td><td class="not_run">not reached</td>' in files.report_html
+    assert any(t.get_text().startswith("business   not reached") for t in page_texts(layout_pages(files.document, {})))
+
+
+@pytest.mark.parametrize(("monitor", "ended_by", "sentence"), [
+    ({"status": "completed", "checks": 12}, "duration", "120.0 s of 120.0 s planned (as planned); ended by its duration running out (Chaos Mesh's duration elapsed)"),
+    ({"status": "halted", "checks": 4, "message": "chaos halted by alice at 2026-05-28T20:30:00+00:00: db on fire; this monitor removed the fault"},
+     "emergency_stop", "120.0 s of 120.0 s planned (as planned); ended by an emergency stop (chaos halted by alice at 2026-05-28T20:30:00+00:00: "
+                       "db on fire; this monitor removed the fault)"),
+    ({"status": "gone", "checks": 4, "removed_by": {"by": "watchdog", "detail": "the dead-man watchdog: heartbeat expired (35 s since its last renewal, grace 20 s)"},
+      "message": "the fault was removed by the dead-man watchdog: heartbeat expired (35 s since its last renewal, grace 20 s)"},
+     "watchdog", "120.0 s of 120.0 s planned (as planned); ended by the dead-man watchdog (the fault was removed by the dead-man watchdog: "
+                 "heartbeat expired (35 s since its last renewal, grace 20 s))"),
+    ({"status": "gone", "checks": 4, "message": "the fault was removed from outside the run"}, "outside",
+     "120.0 s of 120.0 s planned (as planned); ended by a removal from outside the run (the fault was removed from outside the run)"),
+], ids=["duration", "emergency-stop", "watchdog", "someone-else"])
+def test_the_fault_shows_planned_and_actual_duration_and_why(monitor, ended_by, sentence):
+    result, series = synthetic_run()
+    result["monitor"] = monitor | {"at": result["fault"]["injected_at"] + 40}
+    files = build_report(result, THRESHOLDS, series)
+    fault = files.document["fault"]
+    assert fault["ended_by"] == ended_by
+    assert f'<p id="fault-duration"><b>Fault duration:</b> {escape(sentence)}.</p>' in files.report_html
+    pdf_text = " ".join(" ".join(t.get_text() for t in page_texts(layout_pages(files.document, {}))).split())
+    assert f"Duration: {sentence}." in pdf_text
+
+
+def test_a_fault_cut_short_says_by_how_much(breach_report):
+    files, _ = breach_report
+    assert fault_duration(files.document["fault"]) == (
+        "79.0 s of 120.0 s planned (41.0 s early); ended by a safety breach (removed on a breach: "
+        f"{files.document['breaches'][0]['message']})"
+    )
+
+
+def metric_charts(document: dict, series: pd.DataFrame) -> MetricCharts:
+    times = series_times(series)
+    return MetricCharts(document, times, {m["name"]: downsample(times, series[m["name"]].to_numpy(dtype=float)) for m in document["metrics"]})
+
+
+def test_every_legend_ends_inside_its_chart(breach_report):
+    files, series = breach_report
+    document = copy.deepcopy(files.document)
+    document["metrics"][0]["unit"] = "confirmed bookings per second across every region"
+    charts = metric_charts(document, series)
+    figure, axes = charts.figure, charts.axes
+    for metric in document["metrics"]:
+        charts.chart(metric)
+        legend = axes.get_legend()
+        box, frame = legend.get_window_extent(figure.canvas.get_renderer()), figure.bbox
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, metric["name"]
+        assert box.x0 >= axes.bbox.x1  # beside the plot, not over it
+        assert max(len(line) for t in legend.get_texts() for line in t.get_text().splitlines()) <= plots.LEGEND_CHARS
+
+
+def test_each_chart_is_what_a_full_draw_of_it_shows(breach_report):
+    """The shared background plus a chart's own artists: pixel for pixel what drawing the whole figure gives
+    (so no mark, axis, title or legend is lost or drawn in another order)."""
+    files, series = breach_report
+    charts = metric_charts(files.document, series)
+    for metric in files.document["metrics"]:
+        chart = charts.chart(metric)
+        assert charts.title.get_text().startswith(metric["name"])
+        charts.canvas.draw()
+        np.testing.assert_array_equal(chart.pixels, np.asarray(charts.canvas.buffer_rgba())[..., :3], err_msg=metric["name"])
+
+
+def test_a_chart_shows_the_fault_the_breach_and_every_stage(breach_report):
+    files, series = breach_report
+    charts = metric_charts(files.document, series)
+    charts.chart(next(m for m in files.document["metrics"] if m["name"] == "error_rate"))
+    labels = [t.get_text() for t in charts.axes.get_legend().get_texts()]
+    assert labels[:2] == ["min-max per pixel column", "error_rate"] and labels[-2:] == ["fault", "breach"]
+    assert any(label.startswith("baseline ") for label in labels) and any(label.startswith("bound ") for label in labels)
+    assert [a.get_text() for a in charts.overlay if hasattr(a, "get_text")] == ["immediate", "short_term", "business"]
+    assert charts.axes.get_ylim()[1] >= files.document["breaches"][0]["value"]  # the y range is this metric's own
 
 
 def test_the_metrics_file_is_the_raw_series(breach_report):
@@ -235,3 +393,32 @@ def test_a_drill_report_carries_rto_and_rpo():
     assert pdf_structure(files.report_pdf)["pages"] >= 3
     del result["drill"]
     assert json.loads(build_report(result, THRESHOLDS, series).report_json)["disaster_recovery"] is None
+
+
+def test_a_document_in_windows_1252_keeps_the_core_fonts():
+    result, series = synthetic_run({})
+    result["experiment"]["hypothesis"] = "Zahlungsdienst fällt aus — Buchungen laufen weiter"
+    files = build_report(result, THRESHOLDS, series)
+    assert fonts_for(files.document) is CORE_FONTS
+    with matplotlib.rc_context({"pdf.compression": 0}):  # the page streams readable as they are
+        pdf = build_report(result, THRESHOLDS, series).report_pdf
+    assert set(re.findall(rb"/BaseFont\s*/(\S+)", pdf)) <= {b"Helvetica", b"Helvetica-Bold", b"Courier", b"Courier-Bold"}
+    assert b"FontFile2" not in pdf
+    assert "(Hypothesis: Zahlungsdienst fällt aus — Buchungen laufen weiter)".encode("cp1252") in pdf
+
+
+def test_a_document_beyond_windows_1252_embeds_unicode_fonts_and_keeps_every_character():
+    """Nothing a user wrote becomes "?": the text is in embedded TrueType subsets whose ToUnicode maps give back
+    every character (no PDF text extractor in the venv: the maps are read directly)."""
+    result, series = synthetic_run({})
+    hypothesis = "Zahlungsdienst fällt aus — 支付"
+    result["experiment"]["hypothesis"] = hypothesis
+    files = build_report(result, THRESHOLDS, series)
+    assert fonts_for(files.document) is UNICODE_FONTS
+    with matplotlib.rc_context({"pdf.compression": 0}):
+        pdf = build_report(result, THRESHOLDS, series).report_pdf
+    fonts = {name.split(b"+")[-1] for name in re.findall(rb"/BaseFont\s*/(\S+)", pdf)}
+    assert {b"DejaVuSans", b"DejaVuSansMono"} <= fonts and b"Helvetica" not in fonts and b"FontFile2" in pdf
+    mapped = {chr(int(code, 16)) for code in re.findall(rb"<([0-9a-f]{4})>", b"".join(re.findall(rb"beginbf(?:char|range)(.*?)endbf", pdf, re.S)))}
+    assert set(hypothesis) - {" "} <= mapped
+    assert b"Hypothesis: Zahlungsdienst f?llt" not in pdf and "fällt".encode("cp1252") not in pdf

@@ -8,7 +8,6 @@ API server runs when it resolves a Chaos Mesh selector, imported in-process (no 
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
@@ -30,7 +29,6 @@ from sandbox.platform.topology import NODES
 
 POLICY, _ = load_policy()
 EXAMPLES = 10_000
-TIME_BUDGET_S = 60
 
 # Small alphabets, so selectors and pods collide often: the keys and values of the protected
 # services, of ordinary services, and a few others.
@@ -220,11 +218,9 @@ def test_what_the_static_check_accepts_never_selects_a_forbidden_pod():
             reasons = forbidden_reasons(POLICY, tier, pod.namespace, pod.labels)
             assert not reasons, f"{tier.value}: {selector} was accepted but selects {pod.namespace}/{pod.name} {pod.labels}: {reasons}"
 
-    started = time.monotonic()
+    # Its time is a benchmark's business, not an assertion's (it takes ~25 s on a quiet machine).
     check()
-    elapsed = time.monotonic() - started
     assert seen["cases"] >= EXAMPLES
     # Not vacuous: many selectors pass, and many of those do select pods.
     assert seen["accepted"] >= EXAMPLES // 20, seen
     assert seen["accepted and selecting"] >= EXAMPLES // 50, seen
-    assert elapsed < TIME_BUDGET_S, f"{elapsed:.1f} s for {seen['cases']} cases"

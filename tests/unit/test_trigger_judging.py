@@ -116,3 +116,77 @@ def test_a_recovery_stage_never_holds_against_an_unusable_baseline(monkeypatch):
     monkeypatch.setattr(judge, "read_all", read_all)
     pending, _ = asyncio.run(trigger.check_once(judge))
     assert pending == ["booking_rate has no baseline: a relative rule (max_drop_percent 10) cannot be judged without one"]
+
+
+# --- the monitor's progress lines and the naming of who removed a fault ------------------------
+
+import datetime as dt  # noqa: E402
+
+from chaos_engineering.halt import HaltState  # noqa: E402
+from chaos_engineering.heartbeat import Beat  # noqa: E402
+from chaos_engineering.triggers import _Progress, progress_every, reading_text, removed_by  # noqa: E402
+
+
+@pytest.mark.parametrize(("interval_s", "every"), [(10, 3), (1, 30), (0.5, 60), (45, 1), (20, 2)], ids=["10s", "1s", "half-s", "45s", "20s"])
+def test_a_progress_line_comes_about_every_30_seconds(interval_s, every):
+    assert progress_every(interval_s) == every
+
+
+@pytest.mark.parametrize(("name", "value", "text"), [
+    ("error_rate", 0.4, "error_rate 0.4% of ≤ 0.6% (headroom 0.2 pp)"),
+    ("booking_rate", 19.5, "booking_rate 19.5 bookings/s of ≥ 18 bookings/s (headroom 1.5 bookings/s)"),
+    ("p95_latency", 3100.0, "p95_latency 3100 ms of ≤ 3000 ms (headroom -100 ms)"),
+], ids=["percent-in-pp", "a-drop-rule-keeps-above", "beyond-the-bound-is-negative"])
+def test_a_reading_is_shown_against_its_bound(name, value, text):
+    assert reading_text(name, THRESHOLDS[name], value, BASELINE[name]) == text
+
+
+def test_a_reading_without_a_usable_baseline_says_why():
+    assert reading_text("booking_rate", THRESHOLDS["booking_rate"], 19.0, None) == (
+        "booking_rate 19 bookings/s (no bound: has no baseline: a relative rule (max_drop_percent 10) cannot be judged without one)"
+    )
+
+
+def test_progress_lines_show_the_worst_reading_since_the_last_line():
+    progress = _Progress(THRESHOLDS, interval_s=10)
+    lines = []
+    for check, (booking, error, p95) in enumerate([(19.5, 0.2, None), (19.0, 0.3, 260.0), (18.5, 0.15, 250.0), (19.9, 0.1, None)], start=1):
+        progress.add({"booking_rate": (booking, ""), "error_rate": (error, ""), "p95_latency": (p95, "no data" if p95 is None else "")}, BASELINE)
+        lines.append(progress.line(check, BASELINE, 10.0 * check, 300.0 - 10 * check))
+    assert lines == [
+        "kill switch check 1: fault on for 10 s, 290 s left; worst of this check: booking_rate 19.5 bookings/s of ≥ 18 bookings/s "
+        "(headroom 1.5 bookings/s); error_rate 0.2% of ≤ 0.6% (headroom 0.4 pp); p95_latency unread in 1 of 1 checks (no data)",
+        None,
+        "kill switch check 3: fault on for 30 s, 270 s left; worst of the last 2 checks: booking_rate 18.5 bookings/s of ≥ 18 bookings/s "
+        "(headroom 0.5 bookings/s); error_rate 0.3% of ≤ 0.6% (headroom 0.3 pp); p95_latency 260 ms of ≤ 3000 ms (headroom 2740 ms)",
+        None,
+    ]
+    assert progress.line(6, BASELINE, None, None) == (
+        "kill switch check 6: fault age unknown, no planned end; worst of this check: booking_rate 19.9 bookings/s of ≥ 18 bookings/s "
+        "(headroom 1.9 bookings/s); error_rate 0.1% of ≤ 0.6% (headroom 0.5 pp); p95_latency unread in 1 of 1 checks (no data)"
+    )
+
+
+NOW = dt.datetime(2026, 3, 1, 12, 5, tzinfo=dt.timezone.utc).timestamp()
+SINCE = NOW - 300  # the fault was created five minutes ago
+HISTORY = [{"action": "halt", "by": "bob", "at": "2026-03-01T10:00:00+00:00", "reason": "an older stop"}]
+FRESH = Beat("triggerer/1", dt.datetime(2026, 3, 1, 12, 4, 57, tzinfo=dt.timezone.utc), 10)
+
+
+@pytest.mark.parametrize(("halt", "beat", "beat_error", "expected"), [
+    (HaltState(False, history=[*HISTORY, {"action": "halt", "by": "alice", "at": "2026-03-01T12:03:04+00:00", "reason": "db on fire"},
+                               {"action": "resume", "by": "carol", "at": "2026-03-01T12:04:00+00:00", "reason": "all clear"}]),
+     FRESH, "", {"by": "emergency_stop", "detail": "the emergency stop of alice at 2026-03-01T12:03:04Z: 'db on fire' "
+                                                   "(resumed since by carol at 2026-03-01T12:04:00Z)"}),
+    (HaltState(False, history=HISTORY), Beat("triggerer/1", dt.datetime(2026, 3, 1, 12, 4, 25, tzinfo=dt.timezone.utc), 10), "",
+     {"by": "watchdog", "detail": "the dead-man watchdog: heartbeat expired (35 s since its last renewal, grace 20 s)"}),
+    (None, None, "", {"by": "watchdog", "detail": "the dead-man watchdog: the fault had no heartbeat"}),
+    (HaltState(False, history=HISTORY), FRESH, "", {"by": "unknown", "detail": (
+        "someone outside this system: no emergency stop since 2026-03-01T12:00:00Z and its heartbeat was 3 s old "
+        "(the watchdog removes none this fresh); the API server's audit log names who deleted it")}),
+    (HaltState(False), None, "connection refused", {"by": "unknown", "detail": (
+        "someone outside the run: no emergency stop since 2026-03-01T12:00:00Z; the heartbeat could not be read "
+        "(connection refused), so whether the watchdog removed it is unknown")}),
+], ids=["a-stop-resumed-between-two-checks", "an-expired-heartbeat", "no-heartbeat-at-all", "neither", "heartbeat-unreadable"])
+def test_a_vanished_fault_names_who_removed_it(halt, beat, beat_error, expected):
+    assert removed_by(halt, SINCE, beat, NOW, 20.0, beat_error=beat_error) == expected

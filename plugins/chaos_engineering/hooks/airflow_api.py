@@ -1,4 +1,5 @@
-"""AirflowApiHook: Airflow's own records of a run (human-in-the-loop answers), read through its REST API."""
+"""AirflowApiHook: Airflow's own records of a run (human-in-the-loop answers), read through its REST
+API; and the run's note, the one thing the DAG writes there."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class AirflowApiHook(BaseHook):
 
     conn_name_attr = "airflow_api_conn_id"
     default_conn_name = "airflow_api_default"
+    #: The account that writes run notes: it may edit DAG runs (Airflow's `user` role), so it is
+    #: never the read-only account inject trusts for approvals, and never an approver.
+    notes_conn_name = "airflow_api_notes"
     conn_type = "http"
     hook_name = "Airflow REST API (run records)"
 
@@ -100,3 +104,8 @@ class AirflowApiHook(BaseHook):
             if " answered 404" in str(exc):
                 return None
             raise
+
+    def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """Replace the run's note (what the runs list and the run's page show)."""
+        path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
+        self._call("PATCH", path, params={"update_mask": "note"}, json={"note": note})

@@ -5,31 +5,33 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from collections.abc import Mapping, Sequence
+
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.notify import ChaosNotifier
+from chaos_engineering.operators.common import is_manual, policy_or_fail
+from chaos_engineering.operators.guard import planned_injection
 from chaos_engineering.policy import SafetyPolicy, Tier
+from chaos_engineering.targets import affected_pods
 from chaos_engineering.verification import approval_task_id
+from chaos_engineering.windows import SpanOutlook, WindowRules, local_text, span_outlook
 
 ROLE_TITLES = {"sre": "SRE", "executive": "executive"}
 
-APPROVAL_BODY = """\
-**{{ ti.xcom_pull(task_ids='plan')['title'] }}** (`{{ ti.xcom_pull(task_ids='plan')['experiment'] }}`,
-{{ ti.xcom_pull(task_ids='plan')['tier'] }} tier, {{ ti.xcom_pull(task_ids='plan')['kind'] }})
+#: Pods listed by name in an approval request; more are counted. The request must fit one
+#: screen: Airflow's Required Action view puts the Approve/Reject buttons below the text.
+PODS_SHOWN = 3
+#: Target-check problems listed in an approval request; more are counted.
+PROBLEMS_SHOWN = 2
 
-- Target service: {{ ti.xcom_pull(task_ids='plan')['target_service'] }}
-- Hypothesis: {{ ti.xcom_pull(task_ids='plan')['hypothesis'] }}
-- Fault duration: {{ ti.xcom_pull(task_ids='plan')['duration_s'] | int }} s (enforced by Chaos Mesh)
-- Object: {{ ti.xcom_pull(task_ids='plan')['manifest']['metadata']['namespace'] }}/{{ ti.xcom_pull(task_ids='plan')['manifest']['metadata']['name'] }}
-- Object digest: `{{ ti.xcom_pull(task_ids='plan')['digest'] }}` (inject creates the object only if it still has this digest)
-
-Approving lets the run continue to the window guard and the pre-flight health check; any
-threshold breach removes the fault at once. Rejecting, or no answer in time, injects nothing.
-Right before the fault, inject checks this answer in Airflow's records: who answered (an approver
-of this role, not the person who gave another approval of this run), when (it expires after the
-policy's `approval_valid_for`) and the digest above.
-"""
-
+_BOUNDS = {
+    "max_drop_percent": "{name} ≥ baseline − {limit:g} %",
+    "max_increase": "{name} ≤ baseline + {limit:g}{unit}",
+    "at_most": "{name} ≤ {limit:g}{unit}",
+    "at_least": "{name} ≥ {limit:g}{unit}",
+}
 
 #: Every approval step records its answer under this XCom key, approved or rejected.
 APPROVAL_KEY = "approval"
@@ -73,6 +75,133 @@ class RecordedApprovalOperator(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _listed(items: Sequence[str], shown: int) -> str:
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" … (+{more} more)" if more > 0 else "")
+
+
+def _side_text(side: Mapping[str, Any]) -> str:
+    value = f" value `{side['value']}`" if side.get("value") not in (None, "") else ""
+    where = ", ".join(f"`{n}`" for n in side["namespaces"])
+    pods = side["pods"]
+    hits = affected_pods(side["mode"], side.get("value"), len(pods))
+    listed = f": {_listed(pods, PODS_SHOWN)}" if pods else ""
+    return f"mode `{side['mode']}`{value} in {where} hits {hits} of the {len(pods)} pod(s) resolved at plan ({side['ready']} ready){listed}"
+
+
+def _bound_text(name: str, threshold: Mapping[str, Any]) -> str:
+    unit = f" {threshold['unit']}" if threshold.get("unit") else ""
+    return _BOUNDS[threshold["rule"]].format(name=name, limit=threshold["limit"], unit=unit)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h"
+
+
+def approval_body(
+    plan: Mapping[str, Any],
+    *,
+    policy: SafetyPolicy,
+    tier: Tier,
+    outlook: SpanOutlook,
+    deadline: dt.datetime,
+    scheduled: bool = False,
+    earlier: Sequence[tuple[str, Mapping[str, Any] | None]] = (),
+) -> str:
+    """The approval request (Markdown): everything an approver decides on, on one screen.
+
+    `outlook` is the window's verdict for the fault at its injection (`scheduled`: the planned time
+    of an announced run; otherwise now, as the run injects once approved), `deadline` when the
+    request times out, `earlier` the (role, recorded answer) of the approvals asked before this one.
+    The `Object digest:` line is what inject compares with the object it creates: keep it as it is.
+    """
+    manifest = plan["manifest"]["metadata"]
+    radius = plan["blast_radius"]
+    sides = radius["sides"]
+    radius_text = (
+        _side_text(sides[0])
+        if len(sides) == 1
+        else "; ".join(f"{side['side']}: {_side_text(side)}" for side in sides)
+    )
+    rules = WindowRules.for_tier(policy, tier)
+    when = f"at its planned time, {local_text(policy, outlook.at)}" if scheduled else f"once approved (judged at {local_text(policy, outlook.at)})"
+    lines = [
+        f"**{plan['title']}** (`{plan['experiment']}`, {plan['tier']} tier): {plan['kind']} "
+        f"`{', '.join(plan['actions'])}` on `{plan['target_service']}` for {plan['duration_s']:g} s (enforced by Chaos Mesh)",
+        "",
+        f"- Hypothesis: {plan['hypothesis']}",
+        f"- Blast radius (tier max {radius['max_pods']} pod(s)): {radius_text}",
+    ]
+    if radius["problems"]:
+        lines.append(f"- ⚠ Target check at plan: {_listed(radius['problems'], PROBLEMS_SHOWN)}")
+    lines += [
+        f"- Kill switch, every {policy.safety.check_interval:g} s ({policy.safety.max_failed_reads} unreadable checks in a row "
+        f"= breach): " + "; ".join(_bound_text(n, t) for n, t in plan["thresholds"].items()),
+        f"- Window: **{outlook.words}** for the injection {when}; the {tier.value} tier runs {rules.describe()}",
+        f"- Answer by {local_text(policy, deadline)}; an approval counts for {_hours(policy.approval_validity(tier))} after it is given",
+    ]
+    for role, record in earlier:
+        lines.append(f"- Earlier approval: {_answer_text(policy, role, record)}")
+    lines += [
+        f"- Object: {manifest['namespace']}/{manifest['name']}",
+        f"- Object digest: `{plan['digest']}` (inject creates the object only if it still has this digest)",
+        "",
+        "Approve: the run goes on to the window guard and pre-flight; any breach removes the fault at once. "
+        "Reject or no answer: nothing is injected. Inject re-checks this answer in Airflow's records (who, when, the digest).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _answer_text(policy: SafetyPolicy, role: str, record: Mapping[str, Any] | None) -> str:
+    title = ROLE_TITLES.get(role, role)
+    if not record:
+        return f"{title}: no answer recorded"
+    user = record.get("responded_by_user") or {}
+    who = user.get("name") or user.get("id") or "unknown"
+    chosen = ", ".join(record.get("chosen_options") or []) or "nothing"
+    answered = record.get("responded_at")
+    at = local_text(policy, dt.datetime.fromisoformat(answered)) if answered else "at an unrecorded time"
+    return f"{title} `{who}`: {chosen}, {at}"
+
+
+class TierApprovalOperator(RecordedApprovalOperator):
+    """One role's approval of a tier run; its request text is written when it is asked, from the
+    run's plan, the earlier answers of the run and the window's verdict at that moment."""
+
+    def __init__(self, *, tier: str, role: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tier = tier
+        self.role = role
+
+    def execute(self, context: Any) -> Any:
+        self.body = self.request_text(context, _now())
+        return super().execute(context)
+
+    def request_text(self, context: Any, now: dt.datetime) -> str:
+        ti = context["ti"]
+        plan = ti.xcom_pull(task_ids="plan")
+        if not plan:
+            raise AirflowFailException("the run has no plan: nothing to ask an approval for")
+        policy, tier = policy_or_fail(), Tier(self.tier)
+        roles = policy.tiers[tier].approvals
+        earlier = roles[: roles.index(self.role)] if self.role in roles else []
+        planned = planned_injection(context, tier)
+        at = max(now, planned) if planned is not None else now
+        return approval_body(
+            plan,
+            policy=policy,
+            tier=tier,
+            outlook=span_outlook(policy, tier, at, plan["duration_s"], manual=is_manual(context)),
+            deadline=now + (self.response_timeout or approval_timeout(policy, tier)),
+            scheduled=planned is not None,
+            earlier=[(role, ti.xcom_pull(task_ids=approval_task_id(role), key=APPROVAL_KEY)) for role in earlier],
+        )
+
+
 def approval_timeout(policy: SafetyPolicy, tier: Tier) -> dt.timedelta:
     """An announced run waits for its window: its approval may take until then."""
     ahead = policy.tiers[tier].announce_ahead or 0
@@ -85,11 +214,12 @@ def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -
     `fail_on_reject=False`: a rejection skips everything downstream (nothing is injected) while
     the result is still written. No `defaults`: a timeout fails the task; never approve by default.
     """
-    return RecordedApprovalOperator(
+    return TierApprovalOperator(
         task_id=approval_task_id(role),
+        tier=tier.value,
+        role=role,
         subject=f"Approve chaos experiment ({ROLE_TITLES.get(role, role)}): "
         "{{ ti.xcom_pull(task_ids='plan')['experiment'] }} [" + tier.value + " tier]",
-        body=APPROVAL_BODY,
         assigned_users=[{"id": user, "name": user} for user in policy.approvers[role]],
         response_timeout=approval_timeout(policy, tier),
         fail_on_reject=False,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.catalogue import load_catalogue
+from chaos_engineering.experiment import ROTATION
 from chaos_engineering.policy import SafetyPolicy, load_policy
 
 
@@ -42,6 +44,12 @@ def is_manual(context: Any) -> bool:
     return str(getattr(run_type, "value", run_type)) == "manual"
 
 
+def requested_experiment(value: Any) -> str | None:
+    """The experiment a run was triggered for (its `experiment` param), or None for the rotation."""
+    name = str(value or "").strip()
+    return None if name in ("", ROTATION) else name
+
+
 def is_dry_run(value: Any) -> bool:
     """The `dry_run` param as rendered (a bool, or its text from a template): anything that reads
     as yes is a dry run (plan records it; inject refuses to inject)."""
@@ -59,3 +67,23 @@ def fail_if_halted(hook: Any, namespace: str) -> None:
             f"chaos experiments are halted: emergency stop by {state.halted_by} at {state.halted_at}, reason: {state.halted_reason}. "
             "Nothing is injected until someone runs `chaosctl resume --reason ...` or the chaos_resume DAG."
         )
+
+
+def write_run_note(context: Any, note: str) -> None:
+    """Write the run's note through the REST API (a task cannot set it through the execution API
+    in Airflow 3.3). A note is for people: when it cannot be written the run goes on, and the
+    log says why."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from chaos_engineering.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+    dag_id, run_id = run_identity(context)
+    log = logging.getLogger(__name__)
+    try:
+        AirflowApiHook(AirflowApiHook.notes_conn_name).set_run_note(dag_id, run_id, note)
+    except AirflowNotFoundException:
+        log.warning("run note not written: define the connection %r (an account that may edit DAG runs) to have them", AirflowApiHook.notes_conn_name)
+    except AirflowApiError as exc:
+        log.warning("run note not written: %s", exc)
+    else:
+        log.info("run note: %s", note)

@@ -17,7 +17,7 @@ from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.injections import Injection, InjectionRecord
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.notify import announce, metrics
-from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, lock_holder, run_identity
+from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, lock_holder, policy_or_fail, run_identity
 from chaos_engineering.operators.verify import VerifiedInjection, verify_injection
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import LABEL_RUN_KEY, run_key
@@ -66,7 +66,7 @@ class InjectFaultOperator(BaseOperator):
 
     @cached_property
     def prometheus(self) -> PrometheusHook:
-        return PrometheusHook(self.prometheus_conn_id)
+        return PrometheusHook(self.prometheus_conn_id, timeout=policy_or_fail().safety.query_timeout)
 
     @cached_property
     def airflow_api(self) -> AirflowApiHook:

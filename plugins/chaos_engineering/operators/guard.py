@@ -19,6 +19,14 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def planned_injection(context: Any, tier: Tier) -> dt.datetime | None:
+    """When a scheduled run of an announced tier injects: its planned time (the timetable's tick).
+    None for a manual run, or a tier without notice: it injects as soon as it is approved."""
+    if is_manual(context) or not policy_or_fail().tiers[tier].announce_ahead:
+        return None
+    return planned_injection_time(data_interval_end=context.get("data_interval_end"), run_after=context["dag_run"].run_after)
+
+
 class WindowGuardOperator(BaseOperator):
     """Refuses (fails, nothing injected) outside the tier's window, recording why.
 
@@ -43,10 +51,7 @@ class WindowGuardOperator(BaseOperator):
         return self._judge(context, self._planned_time(context))
 
     def _planned_time(self, context: Any) -> dt.datetime | None:
-        """A scheduled run of an announced tier injects at its planned time (the timetable's tick)."""
-        if is_manual(context) or not policy_or_fail().tiers[Tier(self.tier)].announce_ahead:
-            return None
-        return planned_injection_time(data_interval_end=context.get("data_interval_end"), run_after=context["dag_run"].run_after)
+        return planned_injection(context, Tier(self.tier))
 
     def _judge(self, context: Any, planned: dt.datetime | None) -> dict[str, Any]:
         policy = policy_or_fail()

@@ -67,12 +67,13 @@ class FaultMonitorSensor(BaseSensorOperator):
                 kubernetes_conn_id=self.kubernetes_conn_id,
                 fault={"kind": obj["kind"], "name": meta["name"], "namespace": meta["namespace"], "action": obj["spec"].get("action")},
                 thresholds=experiment_thresholds(experiment, policy),
-                baseline=_baseline(obj),
+                baseline=recorded_baseline(obj),
                 interval_s=policy.safety.check_interval,
                 max_failed_reads=policy.safety.max_failed_reads,
-                ends_at=_created_at(obj) + duration_s,
+                ends_at=created_at(obj) + duration_s,
                 deletion_timeout_s=policy.safety.deletion_timeout,
                 chaos_namespace=policy.chaos_namespace,
+                query_timeout_s=policy.safety.query_timeout,
             ),
             method_name="execute_complete",
             # Bound the watch: the fault's own duration plus slack, and a stuck deletion's two
@@ -113,12 +114,14 @@ class FaultMonitorSensor(BaseSensorOperator):
         if event["status"] == "deletion_stuck":
             raise AirflowFailException(event["message"])
         if event["status"] == "gone":
-            raise AirflowFailException(f"the fault was removed by someone else ({event['state']}): the watchdog or a person{_deletion_note(event)}")
+            # The trigger named who: the emergency stop's author, the dead-man watchdog, or nobody it could tell.
+            # (An event from a trigger of an older release has no message.)
+            raise AirflowFailException(f"{event.get('message') or 'the fault was removed from outside the run'}{_deletion_note(event)}")
         self.log.info("fault ended by Chaos Mesh after %d checks with no breach", event["checks"])
         return event
 
 
-def _baseline(obj: dict[str, Any]) -> dict[str, float | None]:
+def recorded_baseline(obj: dict[str, Any]) -> dict[str, float | None]:
     """The baseline inject wrote on the object. Unreadable or missing: empty, and every relative
     threshold then fails safe at the first check (the fault is removed)."""
     try:
@@ -128,7 +131,7 @@ def _baseline(obj: dict[str, Any]) -> dict[str, float | None]:
     return baseline if isinstance(baseline, dict) else {}
 
 
-def _created_at(obj: dict[str, Any]) -> float:
+def created_at(obj: dict[str, Any]) -> float:
     created = obj["metadata"].get("creationTimestamp")
     if isinstance(created, dt.datetime):
         return created.timestamp()

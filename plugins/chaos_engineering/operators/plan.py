@@ -10,12 +10,23 @@ from kubernetes.client.exceptions import ApiException
 
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Variable
+from chaos_engineering.experiment import Experiment
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, run_identity
-from chaos_engineering.policy import Tier
+from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, is_manual, requested_experiment, run_identity, write_run_note
+from chaos_engineering.operators.guard import planned_injection
+from chaos_engineering.policy import SafetyPolicy, Tier
+from chaos_engineering.reach import selected_namespaces
 from chaos_engineering.render import render_chaos_object
-from chaos_engineering.rules import effective_duration
+from chaos_engineering.rules import effective_duration, fault_actions, network_target
+from chaos_engineering.targets import verify_targets
 from chaos_engineering.verification import experiment_thresholds, object_digest, run_id_problem
+from chaos_engineering.windows import SpanOutlook, WindowRules, local_text, span_outlook
+
+
+
+def _now() -> dt.datetime:
+    """The current time; a seam for the tests of the window check."""
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def rotation_variable(tier: Tier) -> str:
@@ -29,9 +40,13 @@ def next_in_rotation(names: list[str], last: str | None) -> str:
 
 
 class PlanExperimentOperator(BaseOperator):
-    """Returns the run's plan: the experiment, its effective thresholds and the exact manifest.
+    """Returns the run's plan: the experiment, its effective thresholds, the exact manifest, the
+    pods it resolves to now and what the window says of its injection.
 
-    `experiment` empty means the tier's rotation (an Airflow Variable remembers the last one).
+    `experiment` "rotation" (or empty) means the tier's rotation (an Airflow Variable remembers the
+    last one). A real high-tier run whose fault cannot inject in its window fails here, before
+    anyone is asked to approve it; a manual run its tier lets override the window goes on, and
+    the plan records that the override will be used.
     """
 
     template_fields = ("experiment", "dry_run")
@@ -64,8 +79,8 @@ class PlanExperimentOperator(BaseOperator):
         if problem := run_id_problem(context["dag_run"].run_id):
             raise AirflowFailException(problem)
         names = [e.name for e in catalogue.for_tier(tier)]
-        name = (self.experiment or "").strip()
-        if not name:
+        name = requested_experiment(self.experiment)
+        if name is None:
             if not names:
                 raise AirflowFailException(f"the {tier.value} tier has no valid experiment in the catalogue")
             name = next_in_rotation(names, Variable.get(rotation_variable(tier), default=None))
@@ -85,7 +100,16 @@ class PlanExperimentOperator(BaseOperator):
             raise AirflowFailException(f"the API server rejected {name!r} in a dry run ({exc.status}): {exc.body}") from exc
         thresholds = experiment_thresholds(experiment, policy)
         dry_run = is_dry_run(self.dry_run)
+        duration = effective_duration(experiment, policy)
+        blast_radius = self._blast_radius(policy, tier, experiment)
+        outlook = self._window(context, policy, tier, duration)
+        if tier is Tier.HIGH and not outlook.verdict.allowed and not dry_run:
+            raise AirflowFailException(refusal_at_plan(policy, tier, outlook, duration))
         self.log.info("planned %s (%s) as %s/%s%s", name, experiment.kind.value, manifest["metadata"]["namespace"], manifest["metadata"]["name"], " [dry run]" if dry_run else "")
+        self.log.info("window at the planned injection (%s): %s; %s", local_text(policy, outlook.at), outlook.words, outlook.verdict.reason)
+        for problem in blast_radius["problems"]:
+            self.log.warning("target check at plan: %s", problem)
+        write_run_note(context, run_note(name, tier, dry_run))
         return {
             "experiment": name,
             "tier": tier.value,
@@ -94,11 +118,71 @@ class PlanExperimentOperator(BaseOperator):
             "description": experiment.description,
             "target_service": experiment.target_service,
             "kind": experiment.kind.value,
+            "actions": fault_actions(experiment.spec),
+            "blast_radius": blast_radius,
+            "window": {
+                "words": outlook.words,
+                "allowed": outlook.verdict.allowed,
+                "override_used": outlook.verdict.override_used,
+                "reason": outlook.verdict.reason,
+                "judged_for": outlook.at.isoformat(),
+                "first_start": outlook.first_start.isoformat() if outlook.first_start else None,
+            },
+            "note": run_note(name, tier, dry_run),
             "source": str(experiment.source),
             "manifest": manifest,
             "digest": object_digest(manifest),
-            "duration_s": effective_duration(experiment, policy),
+            "duration_s": duration,
             "thresholds": thresholds,
             "dry_run": dry_run,
             "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
+
+    def _blast_radius(self, policy: SafetyPolicy, tier: Tier, experiment: Experiment) -> dict[str, Any]:
+        """Each side's mode, value and namespaces, the pods it resolves to now, and every reason the
+        run-time target check would refuse them (shown to approvers; pre-flight and inject check again)."""
+        try:
+            check = verify_targets(self.hook, policy, tier, experiment.spec)
+        except ApiException as exc:
+            raise AirflowFailException(f"cannot resolve the target pods of {experiment.name!r} ({exc.status}): {exc.reason}") from exc
+        sides = [("selector", experiment.spec, check.targets)]
+        if (target := network_target(experiment.spec)) is not None:
+            sides.append(("target", target, check.peers))
+        return {
+            "sides": [
+                {
+                    "side": side,
+                    "mode": getattr(spec.mode, "value", spec.mode),
+                    "value": getattr(spec, "value", None),
+                    "namespaces": selected_namespaces(spec.selector),
+                    "pods": [p.ref for p in pods],
+                    "ready": sum(p.ready for p in pods),
+                }
+                for side, spec, pods in sides
+            ],
+            "max_pods": policy.tiers[tier].blast_radius.max_pods,
+            "problems": check.problems,
+        }
+
+    def _window(self, context: Any, policy: SafetyPolicy, tier: Tier, duration: float) -> SpanOutlook:
+        """The window's verdict for the fault at its planned injection: a scheduled announced run's
+        planned time, otherwise now (a run injects as soon as it is approved)."""
+        now = _now()
+        planned = planned_injection(context, tier)
+        at = max(now, planned) if planned is not None else now
+        return span_outlook(policy, tier, at, duration, manual=is_manual(context))
+
+
+def run_note(experiment: str, tier: Tier, dry_run: bool) -> str:
+    """What the run is, in the words of its note: 'cache-failure · medium · real'."""
+    return f"{experiment} · {tier.value} · {'dry run' if dry_run else 'real'}"
+
+
+def refusal_at_plan(policy: SafetyPolicy, tier: Tier, outlook: SpanOutlook, duration: float) -> str:
+    """Why a run is refused before anyone is asked: the window, the verdict and the first time it could run."""
+    rules = WindowRules.for_tier(policy, tier)
+    return (
+        f"refused at plan, before anyone is asked to approve: the {duration:g} s fault planned for "
+        f"{local_text(policy, outlook.at)} cannot inject in the {tier.value} tier's window "
+        f"({rules.describe()}, {policy.business_hours.timezone}): {outlook.words}. {outlook.verdict.reason}"
+    )

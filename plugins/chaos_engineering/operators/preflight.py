@@ -280,7 +280,7 @@ class PreflightCheckOperator(BaseOperator):
 
     @cached_property
     def prometheus(self) -> PrometheusHook:
-        return PrometheusHook(self.prometheus_conn_id)
+        return PrometheusHook(self.prometheus_conn_id, timeout=policy_or_fail().safety.query_timeout)
 
     @cached_property
     def cluster(self) -> ChaosMeshHook:

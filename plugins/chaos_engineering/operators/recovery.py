@@ -69,6 +69,7 @@ class RecoveryStageSensor(BaseSensorOperator):
             interval_s=policy.safety.check_interval,
             deadline_ts=self.removal["removed_at"] + stage.deadline,
             targets=target_queries(self.plan) if stage.require_targets_ready else [],
+            query_timeout_s=policy.safety.query_timeout,
         )
         # Often already back by now: then no deferral at all (and no trigger round trip).
         pending, values = asyncio.run(trigger.check_once())

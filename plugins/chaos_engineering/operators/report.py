@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from chaos_engineering.hooks.prometheus import PrometheusHook, PrometheusQueryError
 from chaos_engineering.operators.common import policy_or_fail
+from chaos_engineering.ui.links import ReportHtmlLink, ReportPdfLink
 
 # pandas, scipy and matplotlib are imported when a report is built, never at DAG parse time.
 
@@ -36,10 +37,14 @@ def fetch_series(prometheus: PrometheusHook, thresholds: dict[str, dict[str, Any
 
 
 class RunReportOperator(BaseOperator):
-    """Reads the run's result.json, fetches its series and writes the report set beside it."""
+    """Reads the run's result.json, fetches its series and writes the report set beside it.
+
+    Its extra links open the report through the Chaos page (`/chaos/reports/...`), behind
+    Airflow's own login, wherever the reports are stored."""
 
     template_fields = ("outcome",)
     ui_color = "#f1f3f4"
+    operator_extra_links = (ReportHtmlLink(), ReportPdfLink())
 
     def __init__(self, *, outcome: Any, prometheus_conn_id: str = PrometheusHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -48,7 +53,7 @@ class RunReportOperator(BaseOperator):
 
     @cached_property
     def prometheus(self) -> PrometheusHook:
-        return PrometheusHook(self.prometheus_conn_id)
+        return PrometheusHook(self.prometheus_conn_id, timeout=policy_or_fail().safety.query_timeout)
 
     def execute(self, context: Any) -> str:
         from chaos_engineering.report import build_report, write_report

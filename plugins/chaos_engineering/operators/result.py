@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+from urllib.parse import quote
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.notify import announce
 from chaos_engineering.operators.approval import APPROVAL_KEY
-from chaos_engineering.operators.common import policy_or_fail, run_identity
+from chaos_engineering.operators.common import policy_or_fail, run_identity, write_run_note
 from chaos_engineering.operators.drill import DRILL_KEY
 from chaos_engineering.operators.recovery import STAGES
 from chaos_engineering.verification import run_id_problem
@@ -68,6 +69,18 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
     return "aborted", "the run did not complete every step" + (f" ({', '.join(failed)} did not pass)" if failed else "")
 
 
+def report_link(dag_id: str, run_id: str) -> str:
+    """The run's HTML report as the Airflow api-server serves it (the plugin's reports route)."""
+    return f"/chaos/reports/{quote(dag_id, safe='')}/{quote(run_id, safe='')}/report.html"
+
+
+def final_note(plan: dict[str, Any] | None, verdict_: str, reason: str, dag_id: str, run_id: str) -> str:
+    """The run's note once it has ended: what ran (the plan's note), the verdict sentence, the report."""
+    what = f"{plan['note']} · " if plan and plan.get("note") else ""
+    html = report_link(dag_id, run_id)
+    return f"{what}{verdict_}: {reason}\n\nReport: [HTML]({html}) · [PDF]({html.removesuffix('.html')}.pdf)"
+
+
 class WriteResultOperator(BaseOperator):
     """Collects every step's record (runs whatever failed before) and writes `result.json`."""
 
@@ -113,7 +126,15 @@ class WriteResultOperator(BaseOperator):
         if result["fault"]:
             announce("recovery_verdict", context=context, plan=plan, result=result)
         failed = sorted(t for t, s in result["task_states"].items() if s in ("failed", "upstream_failed"))
-        return {"path": str(path), "verdict": result["verdict"], "reason": result["verdict_reason"], "failed_steps": failed}
+        note = final_note(plan, result["verdict"], result["verdict_reason"], dag_id, run_id)
+        write_run_note(context, note)
+        return {
+            "path": str(path),
+            "verdict": result["verdict"],
+            "reason": result["verdict_reason"],
+            "failed_steps": failed,
+            "note": note,
+        }
 
 
 class RunVerdictOperator(BaseOperator):

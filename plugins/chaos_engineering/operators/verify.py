@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_engineering.experiment import Experiment
-from chaos_engineering.operators.common import is_dry_run, is_manual, run_identity
+from chaos_engineering.operators.common import is_dry_run, is_manual, requested_experiment, run_identity
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import (
     ANNOTATION_APPROVALS,
@@ -80,7 +80,7 @@ def _experiment(context: Any, catalogue: Any, tier: Tier, planned: Any) -> Exper
     problems = []
     if is_dry_run(params.get("dry_run")):
         problems.append("this run was triggered as a dry run: it never injects")
-    requested = str(params.get("experiment") or "").strip()
+    requested = requested_experiment(params.get("experiment")) or ""
     planned_name = str(planned.get("experiment") or "") if isinstance(planned, Mapping) else ""
     if requested and planned_name and planned_name != requested:
         problems.append(f"the run was triggered for {requested!r}, but its plan now names {planned_name!r} (the plan's XCom was changed)")

@@ -149,7 +149,7 @@ class RunAnalysis:
     failed_tasks: list[str]
     injected_at: float | None
     removed_at: float | None  # end of the fault window, start of the recovery window
-    ended_by: str | None  # duration | breach | emergency_stop | teardown | unknown
+    ended_by: str | None  # duration | breach | emergency_stop | watchdog | outside | teardown | unknown
     series_start: float | None
     series_end: float | None
     step_s: float | None
@@ -346,9 +346,13 @@ def analyse_metric(
 def _ended_by(result: Mapping[str, Any]) -> str | None:
     if not result.get("fault"):
         return None
-    status = (result.get("monitor") or {}).get("status")
-    # "gone": someone else deleted the object; in this system that is the emergency stop (or its watchdog).
-    return {"completed": "duration", "breach": "breach", "gone": "emergency_stop"}.get(status) or ("teardown" if result.get("removal") else "unknown")
+    monitor = result.get("monitor") or {}
+    status = monitor.get("status")
+    if status == "gone":
+        # Someone else deleted the object: the monitor's event names who when it could tell.
+        by = (monitor.get("removed_by") or {}).get("by")
+        return by if by in ("emergency_stop", "watchdog") else "outside"
+    return {"completed": "duration", "breach": "breach", "halted": "emergency_stop"}.get(status) or ("teardown" if result.get("removal") else "unknown")
 
 
 def _fault_end(result: Mapping[str, Any]) -> float | None:

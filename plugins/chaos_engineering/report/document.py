@@ -18,9 +18,11 @@ from chaos_engineering.report.scores import Score
 
 VERDICT_LABELS = {"held": "hypothesis held", "broken": "hypothesis broken", "aborted": "aborted", "dry_run": "dry run"}
 ENDING_LABELS = {
-    "duration": "its duration ran out",
+    "duration": "its duration running out",
     "breach": "a safety breach",
     "emergency_stop": "an emergency stop",
+    "watchdog": "the dead-man watchdog",
+    "outside": "a removal from outside the run",
     "teardown": "the run's teardown",
     "unknown": "unknown",
 }
@@ -72,7 +74,7 @@ def _answer(approval: dict[str, Any]) -> str:
 
 def _stage_outcome(stage: Any) -> str:
     if stage.time_to_recover_s is None or stage.deadline_s is None:
-        return "did not run" if stage.status == "not_run" else stage.status
+        return "not reached" if stage.status == "not_run" else stage.status
     return f"{stage.status} after {stage.time_to_recover_s:.1f} s (deadline {stage.deadline_s:g} s)"
 
 
@@ -85,8 +87,9 @@ def _safety_checks(result: Mapping[str, Any], run: RunAnalysis, approvals: list[
     states = result.get("task_states") or {}
 
     def unrecorded(name: str, task: str, why: str) -> dict[str, Any]:
+        # Only a task that ran and failed is a failed check; upstream_failed, skipped or absent never ran.
         state = states.get(task, "not run")
-        return _check(name, "fail" if state in ("failed", "upstream_failed") else "not_run", None, f"{why} (task {state})")
+        return _check(name, "fail" if state == "failed" else "not_run", None, f"{why} (task {state})")
 
     checks = [_check(f"approval ({a['role']})", "pass" if a["decision"] == "approved" else "fail", a["at"], _answer(a)) for a in approvals]
     window = result.get("window")
@@ -186,8 +189,24 @@ def _fault(result: Mapping[str, Any], run: RunAnalysis) -> dict[str, Any] | None
         "duration_s": run.removed_at - run.injected_at if run.removed_at is not None else None,
         "planned_duration_s": (result.get("experiment") or {}).get("duration_s"),
         "ended_by": run.ended_by or "unknown",
+        "ended_detail": _ended_detail(result, run),
         "manifest": result.get("manifest"),
     }
+
+
+def _ended_detail(result: Mapping[str, Any], run: RunAnalysis) -> str | None:
+    """Why the fault ended when it did, in the words of whoever ended it (the monitor's event names the
+    emergency stop's author or the watchdog)."""
+    monitor = result.get("monitor") or {}
+    if run.ended_by == "duration":
+        return "Chaos Mesh's duration elapsed"
+    if run.ended_by == "breach" and run.breach is not None:
+        return f"removed on a breach: {run.breach.message}"
+    if run.ended_by in ("emergency_stop", "watchdog", "outside"):
+        return monitor.get("message") or None
+    if run.ended_by == "teardown":
+        return "the run's teardown removed it: the kill switch recorded no ending"
+    return None
 
 
 def _findings(findings: list[Finding]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

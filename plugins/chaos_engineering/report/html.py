@@ -8,8 +8,12 @@ from typing import Any
 import jinja2
 
 from chaos_engineering.report.document import ENDING_LABELS
+from chaos_engineering.report.plots import Chart
 
 VERDICT_COLOURS = {"held": "#188038", "broken": "#d93025", "aborted": "#e37400", "dry_run": "#5f6368"}
+#: How a safety decision and a recovery stage read: a step the run never reached is neutral, not a failure.
+DECISION_LABELS = {"pass": "pass", "fail": "fail", "not_run": "not reached"}
+STAGE_LABELS = {"recovered": "recovered", "deadline_missed": "deadline missed", "not_run": "not reached", "unknown": "unknown"}
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -33,6 +37,23 @@ def offset(value: Any) -> str:
     return "" if value is None else f"T{value:+.1f} s"
 
 
+def fault_duration(fault: dict[str, Any]) -> str:
+    """Actual against planned duration, and why the fault ended when it did."""
+    actual, planned = fault["duration_s"], fault["planned_duration_s"]
+    why = f"ended by {ENDING_LABELS[fault['ended_by']]}" + (f" ({fault['ended_detail']})" if fault.get("ended_detail") else "")
+    if actual is None:
+        return f"planned {seconds(planned)}, its end not recorded; {why}"
+    if planned is None:
+        return f"{seconds(actual)}, no planned duration recorded; {why}"
+    gap = actual - planned
+    compared = f"{seconds(-gap)} early" if gap <= -1 else f"{seconds(gap)} longer" if gap >= 1 else "as planned"
+    return f"{seconds(actual)} of {seconds(planned)} planned ({compared}); {why}"
+
+
+def stage_class(stage: dict[str, Any]) -> str:
+    return "not_run" if stage["status"] == "not_run" else "pass" if stage["met_deadline"] else "fail"
+
+
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -50,7 +71,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 0 0 12px;
 .muted { color: #5f6368; } table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { border-bottom: 1px solid #e8eaed; padding: 4px 6px; text-align: left; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-.critical { color: #d93025; } .warning { color: #e37400; } .info { color: #1a73e8; } .pass { color: #188038; } .fail { color: #d93025; }
+.critical { color: #d93025; } .warning { color: #e37400; } .info { color: #1a73e8; } .pass { color: #188038; } .fail { color: #d93025; } .not_run { color: #5f6368; }
 img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font-size: 12px; }
 </style>
 </head>
@@ -60,10 +81,11 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
   <div class="muted">{{ doc.run.dag_id or "" }} · run {{ doc.run.run_id or "" }} · {{ doc.tier or "unknown" }} tier{% if exp %} · {{ exp.kind }} on {{ exp.target_service }}{% endif %}</div>
   <p><span class="verdict">{{ doc.verdict.label }}</span> {{ doc.verdict.reason }}</p>
   {% if doc.hypothesis %}<p><b>Hypothesis:</b> {{ doc.hypothesis }}</p>{% endif %}
+  {% if doc.fault %}<p id="fault-duration"><b>Fault duration:</b> {{ fault_duration(doc.fault) }}.</p>{% endif %}
   <div class="figures">
     <div class="figure">Impact score<b>{{ number(doc.impact_score.value, 3) }}</b><span class="muted">{{ doc.impact_score.basis }}</span></div>
     <div class="figure">System health score<b>{{ number(doc.system_health_score.value, 3) }}</b><span class="muted">{{ doc.system_health_score.basis }}</span></div>
-    {% if doc.fault %}<div class="figure">Fault<b>{{ seconds(doc.fault.duration_s) }}</b><span class="muted">ended by {{ endings[doc.fault.ended_by] }}</span></div>{% endif %}
+    {% if doc.fault %}<div class="figure">Fault<b>{{ seconds(doc.fault.duration_s) }}</b><span class="muted">planned {{ seconds(doc.fault.planned_duration_s) }}; ended by {{ endings[doc.fault.ended_by] }}</span></div>{% endif %}
     {% for b in doc.breaches %}<div class="figure">Time to detect<b>{{ seconds(b.time_to_detect_s) }}</b><span class="muted">{{ b.threshold }}</span></div>
     <div class="figure">Time to remove<b>{{ seconds(b.time_to_remove_s) }}</b><span class="muted">breach to deletion</span></div>{% endfor %}
     {% set dr = doc.disaster_recovery %}{% if dr %}<div class="figure">RTO<b class="{{ 'pass' if dr.rto_s is not none and dr.rto_s <= dr.targets.rto_s else 'fail' }}">{{ seconds(dr.rto_s) }}</b><span class="muted">target {{ seconds(dr.targets.rto_s) }}</span></div>
@@ -88,7 +110,7 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
   </table>{% else %}<p class="muted">No approval was recorded.</p>{% endif %}
   <h3>Every safety decision</h3>
   <table><tr><th>Check</th><th>Decision</th><th>When</th><th>Detail</th></tr>
-  {% for c in doc.safety_checks %}<tr><td>{{ c.check }}</td><td class="{{ c.decision }}">{{ c.decision }}</td><td>{{ clock(c.at) }}</td><td>{{ c.detail }}</td></tr>{% endfor %}
+  {% for c in doc.safety_checks %}<tr><td>{{ c.check }}</td><td class="{{ c.decision }}">{{ decisions[c.decision] }}</td><td>{{ clock(c.at) }}</td><td>{{ c.detail }}</td></tr>{% endfor %}
   </table>
 </section>
 
@@ -100,7 +122,7 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
   {% if doc.recovery %}<h3>Recovery stages</h3>
   <table><tr><th>Stage</th><th>Status</th><th class="n">Deadline</th><th class="n">Time to recover</th><th class="n">In the series</th><th>Thresholds</th></tr>
   {% for s in doc.recovery %}<tr>
-    <td>{{ s.stage }}</td><td class="{{ 'pass' if s.met_deadline else 'fail' }}">{{ s.status }}</td><td class="n">{{ seconds(s.deadline_s) }}</td>
+    <td>{{ s.stage }}</td><td class="{{ stage_class(s) }}">{{ stages[s.status] }}</td><td class="n">{{ seconds(s.deadline_s) }}</td>
     <td class="n">{{ seconds(s.time_to_recover_s) }}</td><td class="n">{{ seconds(s.series_time_to_recover_s) }}</td><td>{{ s.thresholds | join(", ") }}</td>
   </tr>{% endfor %}
   </table>{% endif %}
@@ -153,7 +175,10 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
 """
 
 _ENVIRONMENT = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_ENVIRONMENT.globals.update(number=number, seconds=seconds, share=share, clock=clock, offset=offset, endings=ENDING_LABELS)
+_ENVIRONMENT.globals.update(
+    number=number, seconds=seconds, share=share, clock=clock, offset=offset, endings=ENDING_LABELS, decisions=DECISION_LABELS,
+    stages=STAGE_LABELS, fault_duration=fault_duration, stage_class=stage_class,
+)
 _TEMPLATE = _ENVIRONMENT.from_string(TEMPLATE)
 
 
@@ -167,12 +192,12 @@ def title_of(document: dict[str, Any]) -> str:
     return f"Chaos report: {experiment.get('title') or experiment.get('name') or document['run'].get('run_id') or 'run'}"
 
 
-def render_html(document: dict[str, Any], plots: dict[str, bytes]) -> str:
+def render_html(document: dict[str, Any], plots: dict[str, Chart]) -> str:
     return _TEMPLATE.render(
         doc=document,
         exp=document.get("experiment"),
         title=title_of(document),
         verdict_colour=VERDICT_COLOURS.get(document["verdict"]["value"], "#5f6368"),
         no_series=no_series(document),
-        plots={name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
+        plots={name: base64.b64encode(chart.png).decode("ascii") for name, chart in plots.items()},
     )

@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import textwrap
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import matplotlib
+import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
-from matplotlib.image import imread
 
-from chaos_engineering.report.document import ENDING_LABELS
-from chaos_engineering.report.html import VERDICT_COLOURS, clock, no_series, number, offset, seconds, share, title_of
+from chaos_engineering.report.html import DECISION_LABELS, STAGE_LABELS, VERDICT_COLOURS, clock, fault_duration, no_series, number, offset, seconds, share, title_of
+from chaos_engineering.report.plots import Chart
 
 PAGE_IN = (8.27, 11.69)  # A4 portrait
 MARGIN_IN = 0.6
@@ -23,20 +26,70 @@ STYLES = {
     "body": (9.5, 0.18, 88, "sans-serif"),
     "mono": (6.6, 0.125, 110, "monospace"),
 }
+DECISION_COLOURS = {"pass": "#202124", "fail": "#d93025", "not_run": "#5f6368"}
+
+
+@dataclass(frozen=True)
+class PdfFonts:
+    """The fonts of the PDF's text (rcParams) and the name of their regular weight."""
+
+    rc: dict[str, Any]
+    regular: str
+
+
+#: The 14 standard PDF fonts (Helvetica, Courier): nothing embedded and no glyph layout, a third of the PDF's
+#: cost; used when every string of the document encodes in their encoding, Windows-1252. (Their AFM metrics
+#: name the regular weight "medium": asking for "normal" makes matplotlib warn that it found only "medium".)
+CORE_FONTS = PdfFonts({"pdf.use14corefonts": True, "font.sans-serif": ["Helvetica"], "font.monospace": ["Courier"]}, "medium")
+#: Any other document: DejaVu (shipped with matplotlib) embedded as TrueType subsets, so nothing a user wrote
+#: becomes "?". A character DejaVu has no glyph for (CJK, say) is drawn from matplotlib's Last Resort font,
+#: which shows its Unicode block; the text still extracts as written.
+UNICODE_FONTS = PdfFonts({"pdf.use14corefonts": False, "pdf.fonttype": 42, "font.sans-serif": ["DejaVu Sans"], "font.monospace": ["DejaVu Sans Mono"]}, "normal")
+CORE_ENCODING = "cp1252"
+#: The report's own few characters outside Windows-1252, spelled out whatever the fonts.
+SPELLED_OUT = str.maketrans({"δ": "d", "→": "->", "≤": "<=", "≥": ">=", "−": "-", "…": "..."})
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def fonts_for(document: dict[str, Any]) -> PdfFonts:
+    """The core fonts when every string of the document (all the PDF prints comes from them) encodes in theirs."""
+    try:
+        for text in _strings(document):
+            core_text(text).encode(CORE_ENCODING)
+    except UnicodeEncodeError:
+        return UNICODE_FONTS
+    return CORE_FONTS
+
+
+def core_text(text: str) -> str:
+    return text.translate(SPELLED_OUT)
 
 
 class PageFlow:
     """Flows lines and images down A4 pages, starting a new page when the next item does not fit."""
 
-    def __init__(self, pdf: PdfPages) -> None:
-        self.pdf = pdf
+    def __init__(self, fonts: PdfFonts = CORE_FONTS) -> None:
+        self.fonts = fonts
+        self.pages: list[Figure] = []
         self.figure: Figure | None = None
         self.y = 0.0  # inches from the bottom of the page
+        self.images: Any = None  # the page's axes of images
 
     def _room(self, height: float) -> None:
         if self.figure is None or self.y - height < MARGIN_IN:
-            self.flush()
             self.figure = Figure(figsize=PAGE_IN, facecolor="white")
+            self.pages.append(self.figure)
             self.y = PAGE_IN[1] - MARGIN_IN
 
     def line(self, text: str, style: str = "body", colour: str = "#202124", bold: bool = False) -> None:
@@ -44,7 +97,7 @@ class PageFlow:
         self._room(height)
         x, y = MARGIN_IN / PAGE_IN[0], self.y / PAGE_IN[1]
         # parse_math=False: a "$" in a message must print as itself, never as mathtext.
-        self.figure.text(x, y, text, fontsize=size, family=family, color=colour, weight="bold" if bold else "normal", va="top", parse_math=False)
+        self.figure.text(x, y, core_text(text), fontsize=size, family=family, color=colour, weight="bold" if bold else self.fonts.regular, va="top", parse_math=False)
         self.y -= height
 
     def paragraph(self, text: str, style: str = "body", **kwargs: Any) -> None:
@@ -57,27 +110,27 @@ class PageFlow:
         self.line(text, "heading", bold=True)
 
     def table(self, header: list[str], rows: list[list[str]], widths: list[int]) -> None:
-        def fmt(cells: list[str]) -> str:
-            return " ".join(str(c)[:w].ljust(w) for c, w in zip(cells, widths)).rstrip()
+        """Fixed-width columns; a cell longer than its column wraps onto the row's next lines (never cut)."""
+        for cells, bold in [(header, True), *((row, False) for row in rows)]:
+            wrapped = [textwrap.wrap(str(cell), width) or [""] for cell, width in zip(cells, widths)]
+            for i in range(max(len(lines) for lines in wrapped)):
+                text = " ".join((lines[i] if i < len(lines) else "").ljust(width) for lines, width in zip(wrapped, widths))
+                self.line(text.rstrip(), "mono", bold=bold)
 
-        self.line(fmt(header), "mono", bold=True)
-        for row in rows:
-            self.line(fmt(row), "mono")
-
-    def image(self, png: bytes) -> None:
-        pixels = imread(io.BytesIO(png))[..., :3]  # opaque plots: no alpha, so no soft mask beside each image
+    def image(self, pixels: np.ndarray) -> None:
+        """A chart's pixels (opaque RGB: no soft mask beside each image) at the text width."""
         width = PAGE_IN[0] - 2 * MARGIN_IN
         height = width * pixels.shape[0] / pixels.shape[1]
         self._room(height + 0.1)
-        axes = self.figure.add_axes((MARGIN_IN / PAGE_IN[0], (self.y - height) / PAGE_IN[1], width / PAGE_IN[0], height / PAGE_IN[1]))
-        axes.imshow(pixels, interpolation="none")
-        axes.set_axis_off()
+        if self.images is None or self.images.figure is not self.figure:
+            # One invisible axes per page, in inches, holds its images: an axes per image costs more than the image.
+            self.images = self.figure.add_axes((0, 0, 1, 1))
+            self.images.set(xlim=(0, PAGE_IN[0]), ylim=(0, PAGE_IN[1]))
+            self.images.set_axis_off()
+        # "none": written to the PDF as they are, never resampled (images are not composited: see render_pdf).
+        extent = (MARGIN_IN, MARGIN_IN + width, self.y - height, self.y)
+        self.images.imshow(pixels, extent=extent, interpolation="none", aspect="auto")
         self.y -= height + 0.1
-
-    def flush(self) -> None:
-        if self.figure is not None:
-            self.pdf.savefig(self.figure)
-            self.figure = None
 
 
 def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
@@ -93,10 +146,8 @@ def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
     fault = doc.get("fault")
     if fault:
         obj = fault["object"]
-        flow.paragraph(
-            f"Fault: {obj['kind']} {obj['namespace']}/{obj['name']} from {clock(fault['start'])} to {clock(fault['end'])} "
-            f"({seconds(fault['duration_s'])}, planned {seconds(fault['planned_duration_s'])}), ended by {ENDING_LABELS[fault['ended_by']]}."
-        )
+        flow.paragraph(f"Fault: {obj['kind']} {obj['namespace']}/{obj['name']} from {clock(fault['start'])} to {clock(fault['end'])}.")
+        flow.paragraph(f"Duration: {fault_duration(fault)}.")
     else:
         flow.paragraph("No fault was injected.")
     for b in doc["breaches"]:
@@ -117,7 +168,7 @@ def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
     if doc["recovery"]:
         flow.heading("Recovery")
         rows = [
-            [s["stage"], s["status"], seconds(s["deadline_s"]), seconds(s["time_to_recover_s"]), seconds(s["series_time_to_recover_s"]), ", ".join(s["thresholds"])]
+            [s["stage"], STAGE_LABELS[s["status"]], seconds(s["deadline_s"]), seconds(s["time_to_recover_s"]), seconds(s["series_time_to_recover_s"]), ", ".join(s["thresholds"])]
             for s in doc["recovery"]
         ]
         flow.table(["stage", "status", "deadline", "time to recover", "in the series", "thresholds"], rows, [10, 15, 9, 15, 13, 42])
@@ -132,7 +183,8 @@ def _approvals(flow: PageFlow, doc: dict[str, Any]) -> None:
         flow.paragraph("No approval was recorded.")
     flow.line("")
     for c in doc["safety_checks"]:
-        flow.paragraph(f"{c['check']}: {c['decision'].upper()} {clock(c['at']) if c['at'] else ''} - {c['detail']}", "mono")
+        when = f" {clock(c['at'])}" if c["at"] else ""
+        flow.paragraph(f"{c['check']}: {DECISION_LABELS[c['decision']].upper()}{when} - {c['detail']}", "mono", colour=DECISION_COLOURS[c["decision"]])
 
 
 def _timeline(flow: PageFlow, doc: dict[str, Any]) -> None:
@@ -167,14 +219,14 @@ def _analysis(flow: PageFlow, doc: dict[str, Any]) -> None:
     flow.table(["metric", "during the fault vs baseline", "after removal vs baseline"], rows, [20, 44, 44])
 
 
-def _metrics(flow: PageFlow, doc: dict[str, Any], plots: dict[str, bytes]) -> None:
+def _metrics(flow: PageFlow, doc: dict[str, Any], plots: dict[str, Chart]) -> None:
     flow.heading("Metrics")
     if not doc["series"]["samples"]:
         flow.paragraph(no_series(doc), colour="#5f6368")
         return
     for metric in doc["metrics"]:
         if metric["name"] in plots:
-            flow.image(plots[metric["name"]])
+            flow.image(plots[metric["name"]].pixels)
         else:
             flow.paragraph(f"No samples of {metric['name']} to plot.", colour="#5f6368")
 
@@ -194,7 +246,19 @@ def _findings(flow: PageFlow, doc: dict[str, Any]) -> None:
         flow.paragraph("None.")
 
 
-def render_pdf(document: dict[str, Any], plots: dict[str, bytes]) -> bytes:
+def layout_pages(document: dict[str, Any], plots: dict[str, Chart], fonts: PdfFonts = CORE_FONTS) -> list[Figure]:
+    """The report's A4 pages, in order, for `fonts` (the weight of their regular text differs)."""
+    flow = PageFlow(fonts)
+    _summary(flow, document)
+    _approvals(flow, document)
+    _timeline(flow, document)
+    _analysis(flow, document)
+    _findings(flow, document)
+    _metrics(flow, document, plots)
+    return flow.pages
+
+
+def render_pdf(document: dict[str, Any], plots: dict[str, Chart]) -> bytes:
     buffer = io.BytesIO()
     created = dt.datetime.fromisoformat(document["generated_at"])
     metadata = {
@@ -203,13 +267,9 @@ def render_pdf(document: dict[str, Any], plots: dict[str, bytes]) -> bytes:
         "Creator": "airflow-chaos-engineering report",
         "CreationDate": created,
     }
-    with PdfPages(buffer, metadata=metadata) as pdf:
-        flow = PageFlow(pdf)
-        _summary(flow, document)
-        _approvals(flow, document)
-        _timeline(flow, document)
-        _analysis(flow, document)
-        _findings(flow, document)
-        _metrics(flow, document, plots)
-        flow.flush()
+    fonts = fonts_for(document)
+    # Each image written as it is: a page's images composited into one would be resampled.
+    with matplotlib.rc_context({**fonts.rc, "image.composite_image": False}), PdfPages(buffer, metadata=metadata) as pdf:
+        for page in layout_pages(document, plots, fonts):
+            pdf.savefig(page)
     return buffer.getvalue()

@@ -16,7 +16,7 @@ REPORT_SCHEMA_ID = f"https://airflow-chaos.dev/schemas/report/v{REPORT_SCHEMA_VE
 VERDICTS = ("held", "broken", "aborted", "dry_run")
 JUDGEMENTS = ("rose", "fell", "no significant change", "insufficient data")
 STAGE_STATUSES = ("recovered", "deadline_missed", "not_run", "unknown")
-ENDINGS = ("duration", "breach", "emergency_stop", "teardown", "unknown")
+ENDINGS = ("duration", "breach", "emergency_stop", "watchdog", "outside", "teardown", "unknown")
 
 _NUMBER = {"type": ["number", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -126,8 +126,11 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "duration_s": _NUMBER,
                     "planned_duration_s": _NUMBER,
                     "ended_by": {"enum": list(ENDINGS)},
+                    "ended_detail": _TEXT,
                     "manifest": {"type": ["object", "null"]},
                 },
+                # ended_detail came after the first reports: theirs still validate.
+                required=["object", "start", "end", "duration_s", "planned_duration_s", "ended_by", "manifest"],
                 nullable=True,
             ),
             "safety_checks": {
