@@ -303,21 +303,20 @@ def test_unreadable_metrics_remove_the_fault(chaos: Chaos, sandbox) -> None:
     assert result["monitor"]["breach"]["rule"] == "max_failed_reads"
 
 
-def test_high_risk_manual_trigger_in_business_hours_is_refused(chaos: Chaos) -> None:
+def test_high_risk_manual_trigger_in_business_hours_is_refused_at_plan(chaos: Chaos) -> None:
+    """A high-tier run that cannot inject in its window is refused before anyone is asked."""
     chaos.policy(**{"business_hours.weekly": ALL_DAY, "business_hours.freeze_dates": []})
     with FaultWatch(chaos) as watch:
         run_id = chaos.admin.trigger("chaos_high_risk", conf={"experiment": "booking-api-multi-pod-failure"})
-        chaos.admin.wait_for_task_state("chaos_high_risk", run_id, "approve_sre", ["awaiting_input"], timeout=120)
-        chaos.approve(chaos.sre, "chaos_high_risk", run_id, "approve_sre")
-        chaos.admin.wait_for_task_state("chaos_high_risk", run_id, "approve_executive", ["awaiting_input"], timeout=120)
-        chaos.approve(chaos.cto, "chaos_high_risk", run_id, "approve_executive")
         chaos.admin.wait_for_run("chaos_high_risk", run_id, timeout=180, expect="failed")
     assert watch.most == 0
     states = chaos.admin.task_states("chaos_high_risk", run_id)
-    assert states["window_guard"] == "failed" and states["inject"] == "upstream_failed"
+    assert states["plan"] == "failed" and states["approve_sre"] == "upstream_failed" and states["inject"] == "upstream_failed"
+    assert chaos.admin.pending_approvals("chaos_high_risk") == []
+    log = chaos.admin.task_log("chaos_high_risk", run_id, "plan")
+    assert "refused at plan, before anyone is asked to approve" in log and "cannot run in the next" in log, log
     result = chaos.result("chaos_high_risk", run_id)
-    assert result["verdict"] == "aborted"
-    assert result["window"]["allowed"] is False and "business hours" in result["window"]["reason"]
+    assert result["verdict"] == "aborted" and result["approvals"] == []
 
 
 def test_two_tiers_together_never_inject_twice(chaos: Chaos) -> None:
