@@ -118,6 +118,17 @@ def progress_every(interval_s: float) -> int:
     return max(1, round(PROGRESS_EVERY_S / interval_s)) if interval_s > 0 else 1
 
 
+def created_at(obj: dict[str, Any]) -> float | None:
+    """When the object was created (Kubernetes keeps whole seconds); None when it does not say."""
+    from chaos_engineering.emergency import parse_time
+
+    try:
+        created = parse_time(obj.get("metadata", {}).get("creationTimestamp"))
+    except ValueError:
+        return None
+    return created.timestamp() if created else None
+
+
 def _number(value: float) -> str:
     return f"{value:.4g}"
 
@@ -345,7 +356,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 state = fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
                 cluster_failures = 0
                 if created is None and obj is not None:
-                    created = _created(obj)
+                    created = created_at(obj)
                     since = min(since, created or since)
             except Exception as exc:
                 # The API server did not answer: keep judging metrics; a breach still tries to delete.
@@ -512,16 +523,6 @@ class FaultMonitorTrigger(BaseTrigger):
             return None, str(exc)
         self.log.warning("%s: deleted %s %s/%s", why, kind.value, namespace, name)
         return time.time(), ""
-
-
-def _created(obj: dict[str, Any]) -> float | None:
-    from chaos_engineering.emergency import parse_time
-
-    try:
-        created = parse_time(obj.get("metadata", {}).get("creationTimestamp"))
-    except ValueError:
-        return None
-    return created.timestamp() if created else None
 
 
 def _push_forced() -> None:

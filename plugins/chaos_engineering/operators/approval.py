@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.notify import ChaosNotifier
-from chaos_engineering.operators.common import is_manual, policy_or_fail
-from chaos_engineering.operators.guard import planned_injection
+from chaos_engineering.operators.common import policy_or_fail
+from chaos_engineering.operators.guard import injection_outlook
 from chaos_engineering.policy import SafetyPolicy, Tier
 from chaos_engineering.targets import affected_pods
 from chaos_engineering.verification import approval_task_id
-from chaos_engineering.windows import SpanOutlook, WindowRules, local_text, span_outlook
+from chaos_engineering.windows import SpanOutlook, WindowRules, local_text
 
 ROLE_TITLES = {"sre": "SRE", "executive": "executive"}
 
@@ -189,15 +188,14 @@ class TierApprovalOperator(RecordedApprovalOperator):
         policy, tier = policy_or_fail(), Tier(self.tier)
         roles = policy.tiers[tier].approvals
         earlier = roles[: roles.index(self.role)] if self.role in roles else []
-        planned = planned_injection(context, tier)
-        at = max(now, planned) if planned is not None else now
+        outlook, scheduled = injection_outlook(context, policy, tier, plan["duration_s"], now)
         return approval_body(
             plan,
             policy=policy,
             tier=tier,
-            outlook=span_outlook(policy, tier, at, plan["duration_s"], manual=is_manual(context)),
+            outlook=outlook,
             deadline=now + (self.response_timeout or approval_timeout(policy, tier)),
-            scheduled=planned is not None,
+            scheduled=scheduled,
             earlier=[(role, ti.xcom_pull(task_ids=approval_task_id(role), key=APPROVAL_KEY)) for role in earlier],
         )
 

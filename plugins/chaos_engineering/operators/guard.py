@@ -10,9 +10,9 @@ from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.operators.common import is_manual, policy_or_fail
-from chaos_engineering.policy import Tier
+from chaos_engineering.policy import SafetyPolicy, Tier
 from chaos_engineering.timetables import planned_injection_time
-from chaos_engineering.windows import window_verdict
+from chaos_engineering.windows import SpanOutlook, span_outlook, window_verdict
 
 
 def _now() -> dt.datetime:
@@ -25,6 +25,15 @@ def planned_injection(context: Any, tier: Tier) -> dt.datetime | None:
     if is_manual(context) or not policy_or_fail().tiers[tier].announce_ahead:
         return None
     return planned_injection_time(data_interval_end=context.get("data_interval_end"), run_after=context["dag_run"].run_after)
+
+
+def injection_outlook(context: Any, policy: SafetyPolicy, tier: Tier, duration_s: float, now: dt.datetime) -> tuple[SpanOutlook, bool]:
+    """What the window says of the run's fault at its injection (the planned time of a scheduled
+    announced run, otherwise `now`: it injects once approved), and whether that time is planned.
+    Plan refuses with it, and every approval request shows it."""
+    planned = planned_injection(context, tier)
+    at = max(now, planned) if planned is not None else now
+    return span_outlook(policy, tier, at, duration_s, manual=is_manual(context)), planned is not None
 
 
 class WindowGuardOperator(BaseOperator):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -15,7 +16,7 @@ from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.notify import announce
 from chaos_engineering.operators.common import catalogue_or_fail, run_identity
 from chaos_engineering.render import ANNOTATION_BASELINE, LABEL_EXPERIMENT, LABEL_RUN_KEY, run_key
-from chaos_engineering.triggers import FaultMonitorTrigger
+from chaos_engineering.triggers import FaultMonitorTrigger, created_at
 from chaos_engineering.verification import experiment_thresholds
 
 
@@ -70,7 +71,7 @@ class FaultMonitorSensor(BaseSensorOperator):
                 baseline=recorded_baseline(obj),
                 interval_s=policy.safety.check_interval,
                 max_failed_reads=policy.safety.max_failed_reads,
-                ends_at=created_at(obj) + duration_s,
+                ends_at=(created_at(obj) or time.time()) + duration_s,
                 deletion_timeout_s=policy.safety.deletion_timeout,
                 chaos_namespace=policy.chaos_namespace,
                 query_timeout_s=policy.safety.query_timeout,
@@ -129,13 +130,6 @@ def recorded_baseline(obj: dict[str, Any]) -> dict[str, float | None]:
     except ValueError:
         return {}
     return baseline if isinstance(baseline, dict) else {}
-
-
-def created_at(obj: dict[str, Any]) -> float:
-    created = obj["metadata"].get("creationTimestamp")
-    if isinstance(created, dt.datetime):
-        return created.timestamp()
-    return dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp() if created else dt.datetime.now(dt.timezone.utc).timestamp()
 
 
 def _deletion_note(event: dict[str, Any]) -> str:

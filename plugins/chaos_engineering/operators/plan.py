@@ -12,16 +12,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Variable
 from chaos_engineering.experiment import Experiment
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, is_manual, requested_experiment, run_identity, write_run_note
-from chaos_engineering.operators.guard import planned_injection
+from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, requested_experiment, run_identity, write_run_note
+from chaos_engineering.operators.guard import injection_outlook
 from chaos_engineering.policy import SafetyPolicy, Tier
 from chaos_engineering.reach import selected_namespaces
 from chaos_engineering.render import render_chaos_object
 from chaos_engineering.rules import effective_duration, fault_actions, network_target
 from chaos_engineering.targets import verify_targets
 from chaos_engineering.verification import experiment_thresholds, object_digest, run_id_problem
-from chaos_engineering.windows import SpanOutlook, WindowRules, local_text, span_outlook
-
+from chaos_engineering.windows import SpanOutlook, WindowRules, local_text
 
 
 def _now() -> dt.datetime:
@@ -109,7 +108,8 @@ class PlanExperimentOperator(BaseOperator):
         self.log.info("window at the planned injection (%s): %s; %s", local_text(policy, outlook.at), outlook.words, outlook.verdict.reason)
         for problem in blast_radius["problems"]:
             self.log.warning("target check at plan: %s", problem)
-        write_run_note(context, run_note(name, tier, dry_run))
+        note = run_note(name, tier, dry_run)
+        write_run_note(context, note)
         return {
             "experiment": name,
             "tier": tier.value,
@@ -128,7 +128,7 @@ class PlanExperimentOperator(BaseOperator):
                 "judged_for": outlook.at.isoformat(),
                 "first_start": outlook.first_start.isoformat() if outlook.first_start else None,
             },
-            "note": run_note(name, tier, dry_run),
+            "note": note,
             "source": str(experiment.source),
             "manifest": manifest,
             "digest": object_digest(manifest),
@@ -167,10 +167,7 @@ class PlanExperimentOperator(BaseOperator):
     def _window(self, context: Any, policy: SafetyPolicy, tier: Tier, duration: float) -> SpanOutlook:
         """The window's verdict for the fault at its planned injection: a scheduled announced run's
         planned time, otherwise now (a run injects as soon as it is approved)."""
-        now = _now()
-        planned = planned_injection(context, tier)
-        at = max(now, planned) if planned is not None else now
-        return span_outlook(policy, tier, at, duration, manual=is_manual(context))
+        return injection_outlook(context, policy, tier, duration, _now())[0]
 
 
 def run_note(experiment: str, tier: Tier, dry_run: bool) -> str:

@@ -28,12 +28,12 @@ from chaos_engineering.halt import HaltFlag
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.lock import ExperimentLock
-from chaos_engineering.operators.monitor import created_at, recorded_baseline
+from chaos_engineering.operators.monitor import recorded_baseline
 from chaos_engineering.operators.result import run_folder
 from chaos_engineering.policy import SafetyPolicy, Threshold
 from chaos_engineering.rules import fault_actions
 from chaos_engineering.safety import bound_of, check
-from chaos_engineering.triggers import fault_state
+from chaos_engineering.triggers import created_at, fault_state
 from chaos_engineering.ui.links import report_url, ui_url
 from chaos_engineering.verification import experiment_thresholds
 
@@ -109,7 +109,7 @@ def active_faults(hook: ChaosMeshHook, catalogue: Catalogue, prometheus: Prometh
     for obj in owned_objects(hook):
         ref = ObjectRef.of(obj)
         spec = obj.get("spec") or {}
-        ends_at = created_at(obj) + parse_go_duration(spec.get("duration") or "0s")
+        ends_at = (created_at(obj) or time.time()) + parse_go_duration(spec.get("duration") or "0s")
         experiment = catalogue.get(ref.experiment)
         thresholds = (
             {name: Threshold.model_validate(t) for name, t in experiment_thresholds(experiment, policy).items()} if experiment else {}
