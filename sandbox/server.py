@@ -69,7 +69,7 @@ async def serve(options: argparse.Namespace) -> None:
     # The API server checks the kubeconfig's token, as a real one would check its user.
     kube = _server(create_app(platform, token=DUMMY_TOKEN), options.host, options.kube_port, lifespan="auto")
     exporter = _server(
-        create_exporter_app(platform, health=lambda: {"kube_api": kube.started}),
+        create_exporter_app(platform, health=lambda: {"kube_api": kube.started}, clock=time.time),
         options.host,
         options.metrics_port,
         lifespan="off",

@@ -7,7 +7,7 @@ import datetime as dt
 import time
 
 from chaos_engineering.hooks.prometheus import PrometheusHook
-from chaos_engineering.operators.preflight import steady_state
+from chaos_engineering.operators.preflight import fault_lifetime_s, steady_state
 from chaos_engineering.policy import SafetyPolicy
 
 
@@ -17,7 +17,8 @@ def wait_steady(policy: SafetyPolicy, window_s: float | None = None, timeout: fl
     deadline = time.monotonic() + timeout
     while True:
         _, problems = steady_state(
-            PrometheusHook(), thresholds, window_s, dt.datetime.now(dt.timezone.utc), steady_limits=policy.preflight.steady_limits
+            PrometheusHook(), thresholds, window_s, dt.datetime.now(dt.timezone.utc), steady_limits=policy.preflight.steady_limits,
+            lifetime_s=fault_lifetime_s(policy),
         )
         if not problems:
             return

@@ -190,8 +190,9 @@ def _read_flags(hook: ChaosMeshHook, namespace: str, now: dt.datetime, result: S
 def sweep_updates(result: Sweep) -> list[Any]:
     """What one sweep pushes (pure): liveness and stuck deletions only from a successful sweep
     (an unsuccessful one must not look alive: its last values age), errors every sweep (so the
-    counter exists from the first), the halt and the lock as read."""
-    from chaos_engineering.notify.metrics import Update
+    counter exists from the first), the halt and the lock as read; and each removed fault's
+    experiment as no longer active (pre-flight reads that record: notify/metrics.py)."""
+    from chaos_engineering.notify.metrics import Update, labels_of
 
     gauges: dict[str, Any] = {}
     increments: dict[str, Any] = {"chaos_watchdog_errors": float(len(result.errors))}
@@ -206,7 +207,8 @@ def sweep_updates(result: Sweep) -> list[Any]:
     if result.forced:
         increments["chaos_fault_deletions_forced"] = {"watchdog": float(len(result.forced))}
         gauges["chaos_fault_deletion_last_forced_timestamp_seconds"] = result.at
-    return [Update({}, gauges, increments)]
+    removed = [labels_of({"tier": r.fault.tier, "experiment": r.fault.experiment, "target_service": r.fault.target_service}) for r in result.removed]
+    return [Update({}, gauges, increments)] + [Update(labels, {"chaos_experiment_active": 0.0}) for labels in removed if labels]
 
 
 def push_sweep_metrics(result: Sweep, conn_id: str | None) -> None:

@@ -16,10 +16,22 @@ from sandbox.platform.platform import Platform, PodNotFound, PodNotServing, Writ
 PROBE_PREFIX = "/dr-probe"
 
 
-def create_exporter_app(platform: Platform, health: Callable[[], dict[str, bool]] | None = None) -> Starlette:
-    """`health` adds the state of the other parts of the sandbox process to /healthz."""
+def create_exporter_app(
+    platform: Platform,
+    health: Callable[[], dict[str, bool]] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """`health` adds the state of the other parts of the sandbox process to /healthz. With a
+    `clock` (the wall clock, in the server), every scrape first brings the simulation up to it:
+    counters are those of the scrape's moment even when the simulation's own loop lags behind on
+    a loaded machine (a real process counts as it serves, not when it gets scheduled)."""
+
+    def current() -> None:
+        if clock is not None:
+            platform.step(clock())
 
     async def pod_metrics(request: Request) -> Response:
+        current()
         try:
             body = platform.render_pod_metrics(request.path_params["namespace"], request.path_params["pod"])
         except PodNotFound as error:
@@ -30,6 +42,7 @@ def create_exporter_app(platform: Platform, health: Callable[[], dict[str, bool]
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def kube_state_metrics(request: Request) -> Response:
+        current()
         return Response(platform.render_kube_state_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     async def state(request: Request) -> Response:

@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
@@ -85,8 +87,11 @@ def record(experiment: str, value: float, tier: str = "low") -> dict:
     return {"labels": {"tier": tier, "experiment": experiment}, "value": value}
 
 
+LIFETIME = 670.0  # the longest a fault of ours stands before its removal is recorded (fault_lifetime_s)
+
+
 def run(prometheus: FakePrometheus, limits=LIMITS) -> tuple[dict, list[str]]:
-    return steady_state(prometheus, THRESHOLDS, WINDOW, END, steady_limits=limits)
+    return steady_state(prometheus, THRESHOLDS, WINDOW, END, steady_limits=limits, lifetime_s=LIFETIME)
 
 
 NOT_HEALTHY = "the platform is not healthy enough for a fault"
@@ -179,8 +184,15 @@ HISTORY_CASES = [
     ]),
     ("injected-in-the-period-and-never-removed", [record("db-io", 1, "medium")], [record("db-io", 1, "medium")],
      [record("db-io", END.timestamp() - 40, "medium")], [
-        "a fault of ours (db-io, medium tier) was injected 40 s ago and is recorded as still injected: the window and the "
-        "look-back of its queries must hold none; run again 150 s after its removal",
+        "a fault of ours (db-io, medium tier) was injected 40 s ago and is recorded as still injected (it may still stand, or "
+        "its removal is on its way): the window and the look-back of its queries must hold none; run again 150 s after its removal",
+    ]),
+    # Started before the period, within a fault's lifetime: it may have ended by its duration a moment
+    # ago with the push of its removal still on its way (the cluster is empty already).
+    ("recorded-as-injected-within-a-faults-lifetime", [record("db-io", 1)], [record("db-io", 1)],
+     [record("db-io", END.timestamp() - 600)], [
+        "a fault of ours (db-io, low tier) was injected 600 s ago and is recorded as still injected (it may still stand, or "
+        "its removal is on its way): the window and the look-back of its queries must hold none; run again 150 s after its removal",
     ]),
     # Its removal was never recorded (its run died): undatable, the cluster check decides (logged).
     ("recorded-as-injected-since-before-the-period", [record("db-io", 1)], [record("db-io", 1)], [record("db-io", START - 3600)], []),
@@ -194,6 +206,19 @@ def test_no_fault_of_ours_in_the_window(peaks, current, starts, problems):
     _, found = run(prometheus)
     assert found == problems
     assert prometheus.asked[0] == f"max by (tier, experiment) (max_over_time(chaos_experiment_active[{QUIET}s]))"
+
+
+@settings(max_examples=300, deadline=None)
+@given(age=st.floats(0, 10_000), lifetime=st.floats(0, 5_000), removed=st.booleans())
+def test_a_fault_recorded_as_injected_counts_until_it_cannot_be_standing(age, lifetime, removed):
+    """One rule for any age, lifetime and quiet period: a record of a fault still injected refuses
+    while the fault may still stand (injected within the quiet period or a fault's lifetime); a
+    recorded removal in the period always refuses; beyond both, the record is undatable."""
+    prometheus = FakePrometheus(
+        peaks=[record("db-io", 1)], current=[record("db-io", 0 if removed else 1)], starts=[record("db-io", END.timestamp() - age)]
+    )
+    problems = preflight.recorded_faults(prometheus, QUIET, END, lifetime_s=lifetime)
+    assert len(problems) == (1 if removed or age <= max(QUIET, lifetime) else 0)
 
 
 def test_what_cannot_be_dated_is_logged(caplog):

@@ -153,3 +153,19 @@ def test_the_liveness_timestamp_does_not_advance_while_every_list_is_refused(mon
     stamps = [u.gauges.get("chaos_watchdog_last_sweep_timestamp_seconds") for u in pushed]
     assert stamps[0] is not None and stamps[1:] == [None, None]
     assert [u.increments["chaos_watchdog_errors"] for u in pushed] == [0.0, 5.0, 5.0]
+
+
+def test_a_removed_fault_is_recorded_as_no_longer_active():
+    """Pre-flight counts a fault recorded as injected as standing until its removal is recorded
+    (or a fault's lifetime passes): the watchdog records the removals it makes, as a run would."""
+    from chaos_engineering.render import LABEL_EXPERIMENT, LABEL_TARGET, LABEL_TIER
+
+    ours = fault("old")
+    ours["metadata"]["labels"] |= {LABEL_TIER: "low", LABEL_EXPERIMENT: "cache-kill", LABEL_TARGET: "cache"}
+    result = watchdog.sweep(FakeCluster([ours, fault("unlabelled")]), now=NOW, namespace=NAMESPACE)
+    assert sorted(r.fault.name for r in result.removed) == ["old", "unlabelled"]
+    liveness, *experiments = watchdog.sweep_updates(result)
+    assert liveness.labels == {} and liveness.increments["chaos_watchdog_removals"] == 2.0
+    assert [(u.labels, u.gauges, u.increments) for u in experiments] == [
+        ({"tier": "low", "experiment": "cache-kill", "target_service": "cache"}, {"chaos_experiment_active": 0.0}, {})
+    ]

@@ -126,10 +126,13 @@ class InjectFaultOperator(BaseOperator):
         """The run that held the lock before may have removed its fault moments ago: its traces
         would be in the baseline taken below. Wait (holding the lock, bounded by one quiet period)
         until they have left the window; what remains is refused by the verification."""
-        from chaos_engineering.operators.preflight import quiet_period_s, wait_until_quiet
+        from chaos_engineering.operators.preflight import fault_lifetime_s, quiet_period_s, wait_until_quiet
 
         quiet_s = quiet_period_s(policy.safety.thresholds, policy.preflight.healthy_window)
-        wait_until_quiet(self.hook, self.prometheus, quiet_s, limit_s=quiet_s + policy.safety.check_interval, poll_s=policy.safety.check_interval)
+        wait_until_quiet(
+            self.hook, self.prometheus, quiet_s, lifetime_s=fault_lifetime_s(policy),
+            limit_s=quiet_s + policy.safety.check_interval, poll_s=policy.safety.check_interval,
+        )
 
     def _verify(self, context: Any, catalogue: Any, dag_id: str, run_id: str) -> VerifiedInjection:
         try:

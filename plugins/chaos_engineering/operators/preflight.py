@@ -115,22 +115,30 @@ def quiet_period_s(thresholds: Mapping[str, Threshold], window_s: float) -> floa
     return window_s + lookback_s([t.query for t in thresholds.values() if needs_baseline(t)])
 
 
-def our_faults_in_window(prometheus: PrometheusHook, seconds: float, end: dt.datetime) -> list[str]:
+def our_faults_in_window(prometheus: PrometheusHook, seconds: float, end: dt.datetime, *, lifetime_s: float) -> list[str]:
     """Why the last `seconds` before `end` may hold a fault of ours (`recorded_faults`); an
     unreadable record is a refusal."""
     try:
-        return recorded_faults(prometheus, seconds, end)
+        return recorded_faults(prometheus, seconds, end, lifetime_s=lifetime_s)
     except PrometheusQueryError as exc:
         return [f"{ACTIVE_METRIC}: {exc}: pre-flight cannot tell whether a fault of ours was active in the window"]
 
 
-def recorded_faults(prometheus: PrometheusHook, seconds: float, end: dt.datetime) -> list[str]:
+def fault_lifetime_s(policy: Any) -> float:
+    """The longest a fault of ours can stand before its removal is recorded: the longest
+    max_duration of any tier, the time Chaos Mesh may take to delete it, and a check to notice."""
+    return max(t.max_duration for t in policy.tiers.values()) + policy.safety.deletion_timeout + policy.safety.check_interval
+
+
+def recorded_faults(prometheus: PrometheusHook, seconds: float, end: dt.datetime, *, lifetime_s: float) -> list[str]:
     """The faults of ours the last `seconds` before `end` may hold, from what the runs pushed
     (notify/metrics.py: `chaos_experiment_active`, `chaos_experiment_fault_start_timestamp_seconds`):
 
     - a removal recorded in them (the gauge was 1 in them and is 0 now): refused;
-    - a fault recorded as injected now (the gauge is 1) that started in them: refused;
-    - one recorded as injected that started before them: its removal was never recorded (its run
+    - a fault recorded as injected now (the gauge is 1) that started in them, or less than
+      `lifetime_s` (`fault_lifetime_s`) before `end`: it may still stand, or it ended by its
+      duration and the push of its removal is on its way (the cluster may be empty already): refused;
+    - one recorded as injected that started before both: its removal was never recorded (its run
       died) and cannot be dated. Pre-flight relies on the cluster holding no fault of ours now
       (`our_faults_on_cluster`) and logs it; ChaosExperimentActiveTooLong flags the record;
     - no series of the gauge at all (the Pushgateway is not scraped, or no fault was ever
@@ -154,11 +162,11 @@ def recorded_faults(prometheus: PrometheusHook, seconds: float, end: dt.datetime
                 f"a fault of ours ({experiment}, {tier} tier) was removed less than {span} s ago: the window and the "
                 f"look-back of its queries must hold none; run again {span} s after its removal"
             )
-        elif started is not None and started >= end.timestamp() - span:
+        elif started is not None and started >= end.timestamp() - max(span, lifetime_s):
             problems.append(
                 f"a fault of ours ({experiment}, {tier} tier) was injected {end.timestamp() - started:.0f} s ago and is "
-                f"recorded as still injected: the window and the look-back of its queries must hold none; run again "
-                f"{span} s after its removal"
+                f"recorded as still injected (it may still stand, or its removal is on its way): the window and the "
+                f"look-back of its queries must hold none; run again {span} s after its removal"
             )
         else:
             log.warning(
@@ -201,6 +209,7 @@ def steady_state(
     end: dt.datetime,
     *,
     steady_limits: Mapping[str, SteadyLimit] | None = None,
+    lifetime_s: float | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """The baseline (median over the window) of every threshold, and why the platform is not
     steady. Refused: a threshold not readable through the whole window (`coverage_problem`); a
@@ -208,13 +217,16 @@ def steady_state(
     baseline cannot be judged (`safety.baseline_problem`); a fault of ours active in the window or
     in the look-back of its queries (`our_faults_in_window`).
 
-    `steady_limits` defaults to the policy in force (never to no limits at all)."""
-    if steady_limits is None:
-        steady_limits = policy_or_fail().preflight.steady_limits
+    `steady_limits` and `lifetime_s` (`fault_lifetime_s`) default to the policy in force (never to
+    no limits at all)."""
+    if steady_limits is None or lifetime_s is None:
+        policy = policy_or_fail()
+        steady_limits = policy.preflight.steady_limits if steady_limits is None else steady_limits
+        lifetime_s = fault_lifetime_s(policy) if lifetime_s is None else lifetime_s
     start = end - dt.timedelta(seconds=window_s)
     step = window_step(window_s)
     parsed = {name: Threshold(**spec) for name, spec in thresholds.items()}
-    problems = our_faults_in_window(prometheus, quiet_period_s(parsed, window_s), end)
+    problems = our_faults_in_window(prometheus, quiet_period_s(parsed, window_s), end, lifetime_s=lifetime_s)
     baseline: dict[str, float] = {}
     for name, threshold in parsed.items():
         try:
@@ -242,7 +254,9 @@ def steady_state(
     return baseline, problems
 
 
-def wait_until_quiet(cluster: ChaosMeshHook, prometheus: PrometheusHook, quiet_s: float, *, limit_s: float, poll_s: float) -> None:
+def wait_until_quiet(
+    cluster: ChaosMeshHook, prometheus: PrometheusHook, quiet_s: float, *, lifetime_s: float, limit_s: float, poll_s: float
+) -> None:
     """Another run's fault (on the cluster, or recorded in the quiet period) would be in the
     baseline: wait until it is gone and its quiet period has passed, at most `limit_s`, then
     return. Whatever still stands then is refused by the checks that follow; an unreadable
@@ -250,7 +264,7 @@ def wait_until_quiet(cluster: ChaosMeshHook, prometheus: PrometheusHook, quiet_s
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
-            busy = faults_on_cluster(cluster) + recorded_faults(prometheus, quiet_s, dt.datetime.now(dt.timezone.utc))
+            busy = faults_on_cluster(cluster) + recorded_faults(prometheus, quiet_s, dt.datetime.now(dt.timezone.utc), lifetime_s=lifetime_s)
         except Exception:
             return
         if not busy:
@@ -289,13 +303,15 @@ class PreflightCheckOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         policy = policy_or_fail()
         plan = self.plan
-        window = policy.preflight.healthy_window
+        window, lifetime_s = policy.preflight.healthy_window, fault_lifetime_s(policy)
         wait_until_quiet(
             self.cluster, self.prometheus, quiet_period_s({n: Threshold(**t) for n, t in plan["thresholds"].items()}, window),
-            limit_s=policy.safety.lock_wait, poll_s=policy.safety.check_interval,
+            lifetime_s=lifetime_s, limit_s=policy.safety.lock_wait, poll_s=policy.safety.check_interval,
         )
         end = dt.datetime.now(dt.timezone.utc)
-        baseline, problems = steady_state(self.prometheus, plan["thresholds"], window, end, steady_limits=policy.preflight.steady_limits)
+        baseline, problems = steady_state(
+            self.prometheus, plan["thresholds"], window, end, steady_limits=policy.preflight.steady_limits, lifetime_s=lifetime_s
+        )
         problems += our_faults_on_cluster(self.cluster)
         problems += self._alerts_firing(policy.preflight.critical_alerts_query)
         targets, peers = self._targets(plan, policy, problems)

@@ -108,7 +108,7 @@ def verify_injection(
 ) -> VerifiedInjection:
     """Re-derive the run's object and check everything that allows it, now; raise
     `VerificationFailed` listing every problem found (all are checked, not the first only)."""
-    from chaos_engineering.operators.preflight import steady_state
+    from chaos_engineering.operators.preflight import fault_lifetime_s, steady_state
     from chaos_engineering.targets import verify_targets
 
     policy = catalogue.policy
@@ -152,7 +152,7 @@ def verify_injection(
     try:
         baseline, unsteady = steady_state(
             prometheus, experiment_thresholds(experiment, policy), policy.preflight.healthy_window, now,
-            steady_limits=policy.preflight.steady_limits,
+            steady_limits=policy.preflight.steady_limits, lifetime_s=fault_lifetime_s(policy),
         )
     except Exception as exc:
         baseline, unsteady = {}, [f"cannot read the metrics ({exc})"]
