@@ -16,8 +16,9 @@ failover it reads every acknowledged canary back and measures:
 against the policy's targets. A missed or unmeasurable target fails the run; the result and the
 report carry the figures. Everything else (kill switch, fault removal, recovery stages, lock) is
 the high tier's chain, including its refusal at plan of a run that cannot inject in the window.
-Runbook: `docs/RUNBOOK.md`, "Disaster-recovery drill". When this DAG is paused, untick **Unpause on
-trigger** in the trigger dialog (Airflow ticks it): a manual drill must not switch the schedule on.
+Runbook: `docs/RUNBOOK.md`, "Disaster-recovery drill". The schedule runs only when the safety
+policy switches it on (`disaster_recovery.scheduled: true`); otherwise manual drills only. The DAG
+arrives unpaused, and unpausing it (as the trigger dialog does) never turns the schedule on.
 """
 
 import pendulum
@@ -34,9 +35,10 @@ drill = catalogue.policy.disaster_recovery
 if drill is not None:
     with DAG(
         dag_id="chaos_dr_drill",
-        schedule=SafeWindowTimetable.for_tier(catalogue.policy, Tier.HIGH, cron=drill.schedule),
+        schedule=SafeWindowTimetable.for_tier(catalogue.policy, Tier.HIGH, cron=drill.schedule, scheduled=drill.scheduled),
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
+        is_paused_upon_creation=False,
         max_active_runs=1,
         params=drill_params(catalogue),
         tags=["chaos-engineering", "tier:high", "disaster-recovery"],

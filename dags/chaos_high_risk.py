@@ -19,8 +19,11 @@ see "manual override will be used" in the plan instead). A dry run is never refu
 
 **Trigger form**: *Experiment* defaults to the rotation (the tier's next experiment); the list
 shows each experiment's action, target, blast radius and duration. *Dry run* validates and
-dry-runs on the API server, injecting nothing. When this DAG is paused, untick **Unpause on
-trigger** in the dialog (Airflow ticks it): a manual run must not switch the schedule on.
+dry-runs on the API server, injecting nothing.
+
+**Schedule**: runs only when the safety policy switches it on (`tiers.<tier>.scheduled: true`, a
+reviewed change); otherwise manual runs only. The DAG arrives unpaused, and pausing or unpausing
+it (as the trigger dialog's "Unpause on trigger" does) never turns the schedule on.
 """
 
 import pendulum
@@ -38,6 +41,7 @@ with DAG(
     schedule=SafeWindowTimetable.for_tier(catalogue.policy, TIER),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    is_paused_upon_creation=False,
     max_active_runs=1,
     params=tier_params(catalogue, TIER),
     tags=["chaos-engineering", "tier:high"],

@@ -276,6 +276,8 @@ class BlastRadius(Strict):
 class TierPolicy(Strict):
     approvals: list[str] = Field(default_factory=list)
     schedule: Cron
+    # Whether the schedule runs (timetables.SafeWindowTimetable); off: manual runs only.
+    scheduled: bool = False
     announce_ahead: Seconds | None = None
     window: TierWindow
     max_duration: Seconds
@@ -317,6 +319,7 @@ class DisasterRecovery(Strict):
 
     experiment: str = Field(min_length=1)
     schedule: Cron
+    scheduled: bool = False
     probe: DrillProbe
     targets: DrillTargets
 

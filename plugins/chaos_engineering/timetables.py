@@ -99,6 +99,12 @@ def _hours_text(seconds: float) -> str:
     return f"{hours:g} h" if hours >= 1 else f"{seconds / 60:g} min"
 
 
+OFF_TEXT = (
+    "Scheduled runs are switched off in the safety policy (scheduled: false): manual runs only, and "
+    "unpausing the DAG does not start the schedule"
+)
+
+
 class SafeWindowTimetable(Timetable):
     """Runs a tier at its cron ticks (wall time in the policy's zone), keeping only the ticks at
     which its safe window allows a scheduled injection (`WindowRules.is_open`, `manual=False`);
@@ -127,6 +133,12 @@ class SafeWindowTimetable(Timetable):
     `LATE_ANNOUNCEMENT_GRACE` after its announcement time, never with a notice much shorter than
     promised.
 
+    **Switch**: the schedule runs only when the policy says so (`tiers.<tier>.scheduled`,
+    `disaster_recovery.scheduled`; default off). The DAGs arrive unpaused so that a manual run
+    starts at once, and pausing is not the switch: Airflow's trigger dialog unpauses a paused DAG
+    by default, which would otherwise turn a monthly high-risk schedule on by one manual run.
+    Scheduled chaos is a reviewed policy change.
+
     The constructor takes only plain data (what `serialize()` returns), so the scheduler and
     api-server rebuild it without reading the policy file; build it with `for_tier()`.
     """
@@ -142,6 +154,7 @@ class SafeWindowTimetable(Timetable):
         allowed_in_business_hours: bool = False,
         weekly: Mapping[str, Sequence[str]] | None = None,
         announce_ahead_seconds: float | None = None,
+        scheduled: bool = False,
     ) -> None:
         where = f"SafeWindowTimetable(tier={tier!r})"
         if not croniter.is_valid(cron):
@@ -161,18 +174,23 @@ class SafeWindowTimetable(Timetable):
             raise ValueError(f"{where}: invalid window data: {exc}") from exc
         self.cron = cron
         self.announce_ahead_seconds = announce_ahead_seconds
+        self.scheduled = bool(scheduled)
         self.ticks = CronTicks(cron, timezone)
         self.description = self._describe()
 
     @classmethod
-    def for_tier(cls, policy: SafetyPolicy, tier: Tier | str, cron: str | None = None) -> SafeWindowTimetable:
-        """The tier's schedule (or `cron`, e.g. the DR drill's) under the tier's window and notice."""
+    def for_tier(
+        cls, policy: SafetyPolicy, tier: Tier | str, *, cron: str | None = None, scheduled: bool | None = None
+    ) -> SafeWindowTimetable:
+        """The tier's schedule and its switch (or `cron` and `scheduled`, e.g. the DR drill's)
+        under the tier's window and notice."""
         tier = Tier(tier)
         window = WindowRules.for_tier(policy, tier).plain()
         del window["manual_override"]  # a scheduled run never overrides its window
         return cls(
             cron=cron or policy.tiers[tier].schedule,
             announce_ahead_seconds=policy.tiers[tier].announce_ahead,
+            scheduled=policy.tiers[tier].scheduled if scheduled is None else scheduled,
             **window,
         )
 
@@ -185,7 +203,7 @@ class SafeWindowTimetable(Timetable):
     def serialize(self) -> dict[str, Any]:
         window = self.window.plain()
         del window["manual_override"]
-        return {**window, "cron": self.cron, "announce_ahead_seconds": self.announce_ahead_seconds}
+        return {**window, "cron": self.cron, "announce_ahead_seconds": self.announce_ahead_seconds, "scheduled": self.scheduled}
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> SafeWindowTimetable:
@@ -208,7 +226,8 @@ class SafeWindowTimetable(Timetable):
                 f"; each run starts {_hours_text(self.announce_ahead_seconds)} before its injection time"
                 " (the run's data interval end) to ask for approvals"
             )
-        return f"{text} ({self.window.timezone}). Ticks the window refuses make no run."
+        text = f"{text} ({self.window.timezone}). Ticks the window refuses make no run."
+        return text if self.scheduled else f"{OFF_TEXT}. When switched on: {text}"
 
     @property
     def summary(self) -> str:
@@ -216,7 +235,8 @@ class SafeWindowTimetable(Timetable):
         text = f"{cron[:1].lower()}{cron[1:]}, {self.window.describe()}"
         if self.announce_ahead_seconds:
             text += f", announced {_hours_text(self.announce_ahead_seconds)} ahead"
-        return f"{text} ({self.window.timezone})"
+        text = f"{text} ({self.window.timezone})"
+        return text if self.scheduled else f"manual runs only (scheduled: false); when on: {text}"
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -256,6 +276,8 @@ class SafeWindowTimetable(Timetable):
         last_automated_data_interval: DataInterval | None,
         restriction: TimeRestriction,
     ) -> DagRunInfo | None:
+        if not self.scheduled:
+            return None
         notice = self.announce_ahead
         floors: list[dt.datetime] = []  # the planned injection may not be earlier than any of these
         if last_automated_data_interval is not None:

@@ -138,3 +138,14 @@ def test_the_dr_drill_is_the_high_chain_with_a_probe_that_gates_the_injection(da
     assert dag.timetable.announce_ahead.total_seconds() == policy.tiers[Tier.HIGH].announce_ahead
     assert dag.timetable.cron == policy.disaster_recovery.schedule != high.timetable.cron
     assert dag.timetable.window == high.timetable.window
+
+
+def test_schedules_are_a_policy_switch_and_the_dags_arrive_unpaused(dagbag):
+    """Pausing is not the switch (the trigger dialog unpauses a paused DAG by default): every DAG
+    that injects arrives unpaused and schedules only what the policy switches on."""
+    policy, _ = load_policy()
+    switches = {TIER_DAGS[t]: policy.tiers[t].scheduled for t in Tier} | {"chaos_dr_drill": policy.disaster_recovery.scheduled}
+    for dag_id, scheduled in switches.items():
+        dag = dagbag.dags[dag_id]
+        assert dag.is_paused_upon_creation is False, dag_id
+        assert dag.timetable.scheduled is scheduled is False, dag_id  # shipped off

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from chaos_engineering import timetables
@@ -29,10 +31,16 @@ def utc(*args: int) -> pendulum.DateTime:
 
 
 @pytest.fixture(scope="module")
-def policy() -> SafetyPolicy:
+def shipped() -> SafetyPolicy:
     loaded, issues = load_policy(POLICY_PATH)
     assert issues == []
     return loaded
+
+
+@pytest.fixture(scope="module")
+def policy(shipped: SafetyPolicy) -> SafetyPolicy:
+    """The shipped policy with every tier's schedule switched on: most tests here are about it."""
+    return shipped.model_copy(update={"tiers": {t: p.model_copy(update={"scheduled": True}) for t, p in shipped.tiers.items()}})
 
 
 def runs(timetable, count: int, *, earliest=None, latest=None, catchup=True) -> list[DagRunInfo | None]:
@@ -101,7 +109,7 @@ def test_skipped_ticks_make_no_run(policy):
 
 def test_a_frozen_wednesday_moves_the_medium_run_a_week(policy):
     frozen = SafetyPolicy.model_validate(mutated(base_policy(), {"business_hours.freeze_dates": ["2026-12-02"]}))
-    infos = runs(SafeWindowTimetable.for_tier(frozen, "medium"), 2, earliest=utc(2026, 11, 26))
+    infos = runs(SafeWindowTimetable.for_tier(frozen, "medium", scheduled=True), 2, earliest=utc(2026, 11, 26))
     assert injections(infos) == [utc(2026, 12, 9, 8), utc(2026, 12, 16, 8)]
 
 
@@ -238,7 +246,46 @@ def test_serialised_form_is_the_policy_in_plain_words(policy):
         "allowed_in_business_hours": False,
         "weekly": {"wed": ["02:00-05:00"]},
         "announce_ahead_seconds": None,
+        "scheduled": True,
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tier=st.sampled_from(["low", "medium", "high"]),
+    earliest=st.datetimes(dt.datetime(2020, 1, 1), dt.datetime(2035, 1, 1), timezones=st.just(UTC)),
+    catchup=st.booleans(),
+    after_a_run=st.booleans(),
+)
+def test_a_schedule_switched_off_makes_no_run_whatever_the_restriction(tier, earliest, catchup, after_a_run):
+    """As shipped, no tier's schedule runs (tiers.<tier>.scheduled: false): unpausing a DAG (the
+    trigger dialog's default) never starts one. The same timetable switched on does schedule."""
+    shipped, _ = load_policy(POLICY_PATH)
+    off = SafeWindowTimetable.for_tier(shipped, tier)
+    assert off.scheduled is False
+    start = pendulum.instance(earliest)
+    last = DataInterval(start, start) if after_a_run else None
+    restriction = TimeRestriction(earliest=start, latest=None, catchup=catchup)
+    assert off.next_dagrun_info(last_automated_data_interval=last, restriction=restriction) is None
+    on = SafeWindowTimetable.deserialize({**off.serialize(), "scheduled": True})
+    assert runs(on, 1, earliest=utc(2026, 11, 20)) != [None]
+
+
+def test_a_timetable_stored_without_the_switch_is_off(policy):
+    """A serialised form without `scheduled` (written before the switch existed) schedules nothing
+    until the DAG is parsed again with the policy: fail closed."""
+    data = SafeWindowTimetable.for_tier(policy, "low").serialize()
+    del data["scheduled"]
+    assert runs(SafeWindowTimetable.deserialize(data), 1, earliest=utc(2026, 11, 20)) == [None]
+
+
+def test_what_the_ui_shows_for_a_schedule_switched_off(shipped, policy):
+    off, on = SafeWindowTimetable.for_tier(shipped, "high"), SafeWindowTimetable.for_tier(policy, "high")
+    assert off.summary == f"manual runs only (scheduled: false); when on: {on.summary}"
+    assert off.description == (
+        "Scheduled runs are switched off in the safety policy (scheduled: false): manual runs only, and unpausing "
+        f"the DAG does not start the schedule. When switched on: {on.description}"
+    )
 
 
 def test_summary_and_description(policy):
@@ -279,7 +326,7 @@ PROBE_DAGS = '''
     for tier in ("low", "medium", "high"):
         with DAG(
             dag_id=f"probe_{tier}",
-            schedule=SafeWindowTimetable.for_tier(policy, tier),
+            schedule=SafeWindowTimetable.for_tier(policy, tier, scheduled=True),
             start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
             catchup=False,
         ):
@@ -381,7 +428,7 @@ def test_airflow_parses_a_dag_on_the_timetable_with_the_plugin_registered(tmp_pa
 
     # What the dag-processor stored, through the timetable rebuilt from the database (as the scheduler does).
     (details,) = last_json(cli("dags", "details", "probe_high", "-o", "json"))
-    high = SafeWindowTimetable.for_tier(policy, "high")
+    high = SafeWindowTimetable.for_tier(policy, "high", scheduled=True)
     expected = high.next_dagrun_info(
         last_automated_data_interval=None,
         restriction=TimeRestriction(earliest=utc(2026, 1, 1), latest=None, catchup=False),
