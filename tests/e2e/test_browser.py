@@ -18,6 +18,7 @@ the approval view and the Chaos page also go to docs/ for the README.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -127,6 +128,9 @@ def test_2_a_chosen_experiment_is_triggered_from_the_form(sre: AirflowUI, chaos:
     journey.need("login")
     paused = chaos.admin.dag(MEDIUM)["is_paused"]
     dialog = sre.open_trigger_form(MEDIUM)
+    # The DAG arrived unpaused (its schedule is a policy switch): the dialog offers no "Unpause on trigger".
+    assert paused is False
+    expect(dialog.get_by_text(re.compile("unpause", re.IGNORECASE))).to_have_count(0)
     label = sre.choose_experiment(dialog, CHOSEN)
     assert sre.experiment_shown(dialog) == (label, CHOSEN) and label.startswith(f"{CHOSEN}: ")
     shots.take(sre.page, "medium trigger form with a chosen experiment")

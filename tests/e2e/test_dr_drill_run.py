@@ -21,7 +21,8 @@ OPEN_WINDOW = {"business_hours.weekly": {}, "business_hours.freeze_dates": [], "
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
     with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
-        chaos.admin.wait_for_dag(DAG_ID, timeout=180)
+        chaos.admin.wait_for_dag(DAG_ID, timeout=180, unpause=False)
+        assert chaos.admin.dag(DAG_ID)["is_paused"] is False  # arrives unpaused: its schedule is a policy switch
         yield chaos
 
 
