@@ -11,9 +11,13 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox import processes
 from sandbox.configs import TARGETS_FILE, kubeconfig, prometheus_config, write_yaml
+
+if TYPE_CHECKING:
+    from sandbox.api_faults import ApiFaults
 
 STATE_FILE = "sandbox.json"
 SERVER, PROMETHEUS, PUSHGATEWAY = "sandbox-server", "prometheus", "pushgateway"
@@ -81,6 +85,13 @@ class Sandbox:
     @property
     def kubeconfig_path(self) -> Path:
         return self.state_dir / "kubeconfig"
+
+    @property
+    def api_faults(self) -> ApiFaults:
+        """The emulated Kubernetes API's fault table: make it fail, hang or slow down on purpose."""
+        from sandbox.api_faults import ApiFaults  # the API server's modules, only when asked for
+
+        return ApiFaults(self.kube_url)
 
     # -- lifecycle ------------------------------------------------------------------------
 

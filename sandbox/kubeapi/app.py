@@ -12,9 +12,10 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 
-from sandbox.kubeapi import routes_apps, routes_chaos, routes_core, routes_discovery, routes_leases
+from sandbox.kubeapi import routes_apps, routes_chaos, routes_core, routes_discovery, routes_faults, routes_leases
 from sandbox.kubeapi.controller import ChaosController
 from sandbox.kubeapi.errors import ApiError, method_not_allowed, path_not_found, unauthorized
+from sandbox.kubeapi.faults import ApiFaultMiddleware, FaultTable
 from sandbox.kubeapi.pods import PodView
 from sandbox.kubeapi.state import ServerState
 from sandbox.kubeapi.store import ObjectStore
@@ -45,6 +46,7 @@ def create_app(
         store, platform, clock=clock, rng=rng or random.Random(), interval=reconcile_interval
     )
     state = ServerState(platform, store, controller, PodView(store.next_rv), clock, started=clock())
+    faults = FaultTable()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -59,6 +61,7 @@ def create_app(
     # No /docs or /openapi.json: any path outside the Kubernetes surface must be a 404 Status.
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None, title="sandbox kube-apiserver")
     app.state.kube = state
+    app.state.api_faults = faults
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
@@ -68,6 +71,9 @@ def create_app(
             if not anonymous_ok and not secrets.compare_digest(given or "", f"Bearer {token}"):
                 return status_response(unauthorized())
         return await call_next(request)
+
+    # Added last, so outermost: a faulted request is failed, held or slowed before it is authenticated.
+    app.add_middleware(ApiFaultMiddleware, table=faults)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError):
@@ -86,4 +92,5 @@ def create_app(
     app.include_router(routes_apps.router(state))
     app.include_router(routes_leases.router(state))
     app.include_router(routes_chaos.router(state))
+    app.include_router(routes_faults.router(faults))
     return app
