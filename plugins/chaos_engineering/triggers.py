@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.chaosmesh.constants import PAUSE_ANNOTATION, ChaosKind
 from chaos_engineering.hooks.prometheus import DEFAULT_QUERY_TIMEOUT_S
 from chaos_engineering.policy import Threshold, ThresholdRule
 from chaos_engineering.safety import Breach, baseline_problem, bound_of, check, fail_safe_breach, failed_reads_breach
@@ -32,19 +33,52 @@ ONE_SHOT_ACTIONS = {("PodChaos", "pod-kill"), ("PodChaos", "container-kill")}
 DELETION_TIMEOUT_S = 60.0
 
 
+#: The states of a fault someone must watch (heartbeat, thresholds): a paused one comes back by itself.
+WATCHED_STATES = frozenset({"active", "paused"})
+#: Waits between attempts to remove a fault whose deletion failed: doubling, at most the last.
+REMOVAL_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def removal_backoff_s(attempt: int) -> float:
+    """The wait after the `attempt`-th failed removal (1-based)."""
+    return REMOVAL_BACKOFF_S[min(attempt, len(REMOVAL_BACKOFF_S)) - 1]
+
+
 def fault_state(obj: dict[str, Any] | None, *, one_shot: bool = False, ends_at: float | None = None) -> str:
-    """`gone`, `deleting`, `ended` (Chaos Mesh stopped it: duration over, all recovered; or a
-    one-shot fault whose duration has passed by our clock) or `active`."""
+    """`gone`, `deleting`, `paused`, `ended` (Chaos Mesh stopped it: duration over, all
+    recovered; or a one-shot fault whose duration has passed by our clock) or `active`.
+
+    `paused`: Chaos Mesh's pause annotation is set before the fault's end (`ends_at`, else its
+    creation plus its duration; never, without one). Chaos Mesh recovers a paused fault and
+    reports it stopped exactly as an ended one, but removing the annotation injects it again:
+    it is watched (and its heartbeat kept) as an active fault, never taken as ended."""
     if obj is None:
         return "gone"
-    if obj.get("metadata", {}).get("deletionTimestamp"):
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
         return "deleting"
+    ends_at = ends_at if ends_at is not None else planned_end(obj)
+    if (meta.get("annotations") or {}).get(PAUSE_ANNOTATION) == "true" and (ends_at is None or time.time() < ends_at):
+        return "paused"
     status = obj.get("status") or {}
     phase = (status.get("experiment") or {}).get("desiredPhase")
     recovered = any(c.get("type") == "AllRecovered" and c.get("status") == "True" for c in status.get("conditions") or [])
     if phase == "Stop" and recovered:
         return "ended"
     return "ended" if one_shot and ends_at is not None and time.time() >= ends_at else "active"
+
+
+def planned_end(obj: dict[str, Any]) -> float | None:
+    """When Chaos Mesh ends the fault by itself: its creation plus its duration (None: no duration)."""
+    from chaos_engineering.chaosmesh.duration import parse_go_duration
+
+    created, duration = created_at(obj), (obj.get("spec") or {}).get("duration")
+    if created is None or not duration:
+        return None
+    try:
+        return created + parse_go_duration(duration)
+    except ValueError:
+        return None
 
 
 class _Readings:
@@ -324,6 +358,16 @@ class FaultMonitorTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        first = time.monotonic()
+        try:
+            async for event in self._watch(first):
+                yield event
+                return
+        except Exception as exc:  # a task's cancellation (the triggerer handing over) is not an Exception
+            self.log.exception("kill switch: the monitor itself failed; removing the fault (fail-safe)")
+            yield await self._monitor_failed(exc, first)
+
+    async def _watch(self, first: float) -> AsyncIterator[TriggerEvent]:
         from chaos_engineering.emergency import ObjectRef
         from chaos_engineering.halt import HaltFlag
         from chaos_engineering.heartbeat import Heartbeat, default_holder
@@ -339,7 +383,6 @@ class FaultMonitorTrigger(BaseTrigger):
         flag = HaltFlag(cluster, self.chaos_namespace or namespace)
         cluster_failures = 0
         checks = 0
-        first = time.monotonic()
         heartbeat = Heartbeat(cluster, kind, name, namespace)
         holder = default_holder()
         halt: Any = None  # the HaltState this monitor saw set; it acts on it until the fault is gone
@@ -348,78 +391,133 @@ class FaultMonitorTrigger(BaseTrigger):
         progress = _Progress(readings.thresholds, self.interval_s)
         since = time.time()  # halts from here (or from the fault's creation, once seen) count as removing it
         created: float | None = None
-        while True:
-            started = time.monotonic()
-            obj = None
-            try:
-                obj = await asyncio.to_thread(cluster.get, kind, name, namespace)
-                state = fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
-                cluster_failures = 0
-                if created is None and obj is not None:
-                    created = created_at(obj)
-                    since = min(since, created or since)
-            except Exception as exc:
-                # The API server did not answer: keep judging metrics; a breach still tries to delete.
-                cluster_failures += 1
-                state = "unknown"
-                self.log.warning("cannot read fault %s/%s (%d in a row): %s", namespace, name, cluster_failures, exc)
-            seen = await self._read_halt(flag)
-            if halt is None and seen is not None and seen.halted:
-                halt = seen
-                self.log.warning("chaos %s: removing %s %s/%s", halt.cause(), kind.value, namespace, name)
-            if halt is not None and state != "gone" and halt_removal[0] is None:
-                halt_removal = await self._remove(cluster, kind, name, namespace, f"chaos {halt.cause()}")
-            if state == "deleting":
-                deletion = await self._watch_deletion(cluster, ref, obj, deletion)
-            ending = self._ending(state, halt, halt_removal, deletion)
-            if ending is not None and ending["status"] == "gone":
-                # Before the heartbeat is deleted: it is what tells whether the watchdog removed the fault.
-                who = await self._who_removed(flag, heartbeat, since)
-                forced = " after its finalizer clean-up was forced" if (deletion or {}).get("forced_at") is not None else ""
-                ending |= {"removed_by": who, "message": f"the fault was removed{forced} by {who['detail']}"}
-            if ending is not None:
-                self.log.warning("kill switch: %s after %d checks: %s", ending["status"], checks, ending["message"])
-                await self._end_heartbeat(heartbeat)
-                await _not_before(first)
-                yield TriggerEvent(ending | {"state": state, "checks": checks, "at": time.time(), "deletion": deletion})
-                return
-            # The dead man's switch: this renewal is the proof that someone watches the fault.
-            # When the triggerer (or all of Airflow) dies, renewals stop and the watchdog
-            # (`chaosctl watchdog`) removes the fault after its grace period. Idempotent (create
-            # or replace one Lease per fault), so a second copy of this trigger does no harm.
-            await self._renew_heartbeat(heartbeat, holder)
-            current = await readings.read_all()
-            checks += 1
-            if deletion is not None:
-                deletion["checks"] += 1
-            now = time.time()
-            breach = readings.judge(current, self.baseline, now)
-            if breach is None and cluster_failures >= self.max_failed_reads:
-                breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
-            progress.add(current, self.baseline)
-            line = progress.line(checks, self.baseline, now - created if created else None, self.ends_at - now if self.ends_at else None)
-            if line is not None:
-                self.log.info(line)  # no arguments: a "%" in a reading stays as it is
-            if breach is not None:
-                self.log.error("kill switch: breach at check %d: %s; removing the fault", checks, breach.message)
-                removed, error = await self._remove(cluster, kind, name, namespace, "breach")
-                await self._end_heartbeat(heartbeat)
-                await _not_before(first)
-                yield TriggerEvent(
-                    {
-                        "status": "breach",
-                        "breach": breach.as_dict(),
-                        "removal_requested_at": removed,
-                        "removal_error": error,
-                        "checks": checks,
-                        "values": readings.last,
-                        "message": breach.message,
-                        "halt": halt.as_dict(history=False) if halt is not None else None,
-                        "deletion": deletion,
-                    }
-                )
-                return
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+        paused = False
+        # The cluster is read (the fault, the halt flag) and the heartbeat renewed beside the
+        # metrics, never before them: a slow Kubernetes API must not delay a check. A read still
+        # under way at the next check is not started again, and a check without its answer counts
+        # as a failed read of the cluster.
+        renewal: asyncio.Task | None = None
+        look: asyncio.Task | None = None
+        try:
+            while True:
+                started = time.monotonic()
+                if renewal is None or renewal.done():
+                    # The dead man's switch: this renewal is the proof that someone watches the
+                    # fault. When the triggerer (or all of Airflow) dies, renewals stop and the
+                    # watchdog (`chaosctl watchdog`) removes the fault after its grace period.
+                    # Idempotent (one Lease per fault), so a second copy of this trigger does no harm.
+                    renewal = asyncio.create_task(self._renew_heartbeat(heartbeat, holder))
+                if look is None:
+                    look = asyncio.create_task(self._look(cluster, kind, name, namespace, flag))
+                current = await readings.read_all()
+                checks += 1
+                now = time.time()
+                breach = readings.judge(current, self.baseline, now)
+                if breach is None and not look.done():
+                    # The cluster's answer is awaited until this check's interval is used up, no longer.
+                    await asyncio.wait({look}, timeout=max(0.0, self.interval_s - (time.monotonic() - started)))
+                obj, error, seen = None, "", None
+                if look.done():
+                    (obj, error, seen), look = look.result(), None
+                elif breach is None:
+                    error = f"no answer in {time.monotonic() - started:.1f} s"
+                answered = look is None and not error
+                if answered:
+                    cluster_failures = 0
+                    state = fault_state(obj, one_shot=one_shot, ends_at=self.ends_at)
+                    if created is None and obj is not None:
+                        created = created_at(obj)
+                        since = min(since, created or since)
+                else:  # a breach is acted on at once, without waiting for the cluster's answer
+                    state = "unknown"
+                if error:
+                    # The API server did not answer: keep judging metrics; a breach still tries to delete.
+                    cluster_failures += 1
+                    self.log.warning("cannot read fault %s/%s (%d in a row): %s", namespace, name, cluster_failures, error)
+                if state == "paused" and not paused:
+                    self.log.warning("%s %s/%s is paused (Chaos Mesh's %s annotation): not applied now, injected again when the "
+                                     "annotation goes; watched as active until it ends or is removed", kind.value, namespace, name, PAUSE_ANNOTATION)
+                if state != "unknown":
+                    paused = state == "paused"
+                if halt is None and seen is not None and seen.halted:
+                    halt = seen
+                    self.log.warning("chaos %s: removing %s %s/%s", halt.cause(), kind.value, namespace, name)
+                if halt is not None and state != "gone" and halt_removal[0] is None:
+                    halt_removal = await self._remove(cluster, kind, name, namespace, f"chaos {halt.cause()}")
+                if state == "deleting":
+                    deletion = await self._watch_deletion(cluster, ref, obj, deletion)
+                ending = self._ending(state, halt, halt_removal, deletion)
+                if ending is not None and ending["status"] == "gone":
+                    # Before the heartbeat is deleted: it is what tells whether the watchdog removed the fault.
+                    who = await self._who_removed(flag, heartbeat, since)
+                    forced = " after its finalizer clean-up was forced" if (deletion or {}).get("forced_at") is not None else ""
+                    ending |= {"removed_by": who, "message": f"the fault was removed{forced} by {who['detail']}"}
+                if ending is not None:
+                    self.log.warning("kill switch: %s after %d checks: %s", ending["status"], checks, ending["message"])
+                    await self._end_heartbeat(heartbeat, renewal)
+                    await _not_before(first)
+                    yield TriggerEvent(ending | {"state": state, "checks": checks, "at": time.time(), "deletion": deletion})
+                    return
+                if deletion is not None:
+                    deletion["checks"] += 1
+                if breach is None and cluster_failures >= self.max_failed_reads:
+                    breach = failed_reads_breach("fault-state", cluster_failures, now, "Kubernetes API unreachable")
+                progress.add(current, self.baseline)
+                line = progress.line(checks, self.baseline, now - created if created else None, self.ends_at - now if self.ends_at else None)
+                if line is not None:
+                    self.log.info(line)  # no arguments: a "%" in a reading stays as it is
+                if breach is not None:
+                    self.log.error("kill switch: breach at check %d: %s; removing the fault", checks, breach.message)
+                    removed, error = await self._remove_until_accepted(cluster, kind, name, namespace, "breach")
+                    await self._end_heartbeat(heartbeat, renewal)
+                    await _not_before(first)
+                    yield TriggerEvent(
+                        {
+                            "status": "breach",
+                            "breach": breach.as_dict(),
+                            "removal_requested_at": removed,
+                            "removal_error": error,
+                            "checks": checks,
+                            "values": readings.last,
+                            "message": breach.message,
+                            "halt": halt.as_dict(history=False) if halt is not None else None,
+                            "deletion": deletion,
+                        }
+                    )
+                    return
+                await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+        finally:
+            for task in (renewal, look):
+                if task is not None and not task.done():
+                    task.cancel()
+
+    async def _look(self, cluster: Any, kind: ChaosKind, name: str, namespace: str, flag: Any) -> tuple[dict[str, Any] | None, str, Any]:
+        """The fault (None: gone) and the halt flag, read together: (object, error, halt state)."""
+        fault, seen = await asyncio.gather(asyncio.to_thread(cluster.get, kind, name, namespace), self._read_halt(flag), return_exceptions=True)
+        if isinstance(seen, BaseException):
+            seen = None
+        if isinstance(fault, BaseException):
+            return None, str(fault) or type(fault).__name__, seen
+        return fault, "", seen
+
+    async def _monitor_failed(self, exc: Exception, first: float) -> TriggerEvent:
+        """Whatever keeps the monitor from watching is a breach: the fault is removed, the reason named."""
+        from chaos_engineering.heartbeat import Heartbeat
+        from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+
+        breach = fail_safe_breach("kill switch", None, f"could not watch the fault ({type(exc).__name__}: {exc})", time.time())
+        removed, error = None, ""
+        try:
+            cluster = ChaosMeshHook(self.kubernetes_conn_id)
+            kind, name, namespace = ChaosKind(self.fault["kind"]), self.fault["name"], self.fault["namespace"]
+            removed, error = await self._remove_until_accepted(cluster, kind, name, namespace, "monitor failure")
+            await self._end_heartbeat(Heartbeat(cluster, kind, name, namespace), None)
+        except Exception as removal_exc:  # the teardown and the watchdog delete too
+            error = f"{type(removal_exc).__name__}: {removal_exc}"
+            self.log.error("could not remove the fault after the monitor failed: %s", error)
+        await _not_before(first)
+        return TriggerEvent({"status": "breach", "breach": breach.as_dict(), "removal_requested_at": removed, "removal_error": error,
+                             "checks": 0, "values": {}, "message": breach.message, "halt": None, "deletion": None})
 
     def _ending(self, state: str, halt: Any, halt_removal: tuple[float | None, str], deletion: dict[str, Any] | None) -> dict[str, Any] | None:
         """The event that ends the watch now, or None to keep watching."""
@@ -506,13 +604,31 @@ class FaultMonitorTrigger(BaseTrigger):
         except Exception as exc:  # monitoring goes on; a stale heartbeat makes the watchdog remove the fault
             self.log.warning("cannot renew heartbeat %s: %s", heartbeat.name, exc)
 
-    async def _end_heartbeat(self, heartbeat: Any) -> None:
+    async def _end_heartbeat(self, heartbeat: Any, renewal: asyncio.Task | None) -> None:
         """Best effort: the fault is over for this monitor. Not on cancellation (a triggerer
-        handing the trigger to another one): there the Lease must stay until the next renewal."""
+        handing the trigger to another one): there the Lease must stay until the next renewal.
+        A renewal still under way finishes first (bounded by the hook's deadline): it would
+        otherwise write the Lease again after its deletion."""
+        if renewal is not None:
+            await asyncio.gather(renewal, return_exceptions=True)
         try:
             await asyncio.to_thread(heartbeat.delete)
         except Exception as exc:
             self.log.warning("cannot delete heartbeat %s: %s", heartbeat.name, exc)
+
+    async def _remove_until_accepted(self, cluster: Any, kind: ChaosKind, name: str, namespace: str, why: str) -> tuple[float | None, str]:
+        """`_remove`, tried again with backoff (REMOVAL_BACKOFF_S) for up to the deletion timeout
+        while the API server refuses or does not answer: the fault is what hurts, so its removal
+        is not given up after one failed call. Then the teardown and the watchdog go on trying."""
+        deadline = time.monotonic() + self.deletion_timeout_s
+        for attempt in itertools.count(1):
+            removed, error = await self._remove(cluster, kind, name, namespace, why)
+            pause = removal_backoff_s(attempt)
+            if removed is not None or time.monotonic() + pause > deadline:
+                return removed, error if removed is None else ""
+            self.log.error("removal of %s %s/%s failed (attempt %d): %s; trying again in %g s", kind.value, namespace, name, attempt, error, pause)
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def _remove(self, cluster: Any, kind: ChaosKind, name: str, namespace: str, why: str) -> tuple[float | None, str]:
         try:

@@ -41,7 +41,7 @@ from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finaliz
 from chaos_engineering.halt import HaltState
 from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Beat, Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.triggers import DELETION_TIMEOUT_S, fault_state
+from chaos_engineering.triggers import DELETION_TIMEOUT_S, WATCHED_STATES, fault_state
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def stale_reason(obj: dict[str, Any], beat: Beat | None, grace_s: float, now: dt
         return None  # on its way out already: stuck_reason watches how long that takes
     if halt is not None and halt.halted:
         return halt.cause()
-    if state != "active":
+    if state not in WATCHED_STATES:
         return None  # Chaos Mesh ended it (maintenance removes those)
     if beat is not None:
         if beat.fresh(now, grace_s):
@@ -142,7 +142,7 @@ def sweep(
                 _force(hook, obj, ref, stuck, result)
                 continue
             halted = halt is not None and halt.halted
-            beat = None if halted or fault_state(obj) != "active" else Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+            beat = None if halted or fault_state(obj) not in WATCHED_STATES else Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
             reason = stale_reason(obj, beat, grace_s, now, halt)
             if reason is None:
                 continue

@@ -7,6 +7,7 @@ import datetime as dt
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 import structlog.testing
@@ -30,9 +31,14 @@ def steady(connections) -> None:
     wait_steady(POLICY, window_s=20)
 
 
-def first_event(trigger, timeout: float) -> dict:
+def first_event(trigger, timeout: float, meanwhile: Callable[[], Awaitable[None]] | None = None) -> dict:
+    """The trigger's event; `meanwhile` runs beside it (what someone does to the fault) and must end too."""
+
     async def run() -> dict:
+        actor = asyncio.create_task(meanwhile()) if meanwhile else None
         async for event in trigger.run():
+            if actor is not None:
+                await actor
             return event.payload
         raise AssertionError("the trigger ended without an event")
 
@@ -134,20 +140,12 @@ def test_a_fault_removed_from_outside_is_reported_gone(connections):
     fault = create_fault({"action": "delay", "mode": "one", "duration": "2m", "delay": {"latency": "1ms"},
                           "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}}, kind="NetworkChaos")
 
-    trigger = monitor(fault, baseline())
 
-    async def run() -> dict:
-        async def remove_soon() -> None:
-            await asyncio.sleep(2)
-            await asyncio.to_thread(ChaosMeshHook().delete, ChaosKind.NETWORK_CHAOS, fault["name"], NAMESPACE)
+    async def remove_soon() -> None:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(ChaosMeshHook().delete, ChaosKind.NETWORK_CHAOS, fault["name"], NAMESPACE)
 
-        remover = asyncio.create_task(remove_soon())
-        async for event in trigger.run():
-            await remover
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(asyncio.wait_for(run(), 60))
+    event = first_event(monitor(fault, baseline()), 60, remove_soon)
     assert event["status"] == "gone"
     # Deleted by hand while the monitor's heartbeat was fresh: neither the stop nor the watchdog.
     assert event["removed_by"]["by"] == "unknown"
@@ -276,3 +274,56 @@ def test_a_removal_by_the_watchdog_is_named(connections, monkeypatch):
     assert event["status"] == "gone", event
     assert event["removed_by"]["by"] == "watchdog"
     assert re.fullmatch(r"the dead-man watchdog: heartbeat expired \(6\d s since its last renewal, grace 20 s\)", event["removed_by"]["detail"])
+
+
+def test_a_paused_fault_is_watched_until_it_is_gone(connections):
+    """Chaos Mesh's pause annotation: the sandbox's controller recovers the fault and reports it
+    stopped and recovered, as an ended one; removing the annotation injects it again. The monitor
+    keeps watching (and beating) through the pause, and ends only when the fault is gone."""
+    from chaos_engineering.chaosmesh.constants import PAUSE_ANNOTATION
+
+    hook = ChaosMeshHook()
+    fault = create_fault({"action": "delay", "mode": "one", "duration": "2m", "delay": {"latency": "1ms"},
+                          "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "cache"}}}, kind="NetworkChaos")
+    beats: list[str] = []
+
+    async def pause_then_remove() -> None:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(hook.patch, ChaosKind.NETWORK_CHAOS, fault["name"], NAMESPACE, {"metadata": {"annotations": {PAUSE_ANNOTATION: "true"}}})
+        deadline = time.monotonic() + 20
+        while not any(c["type"] == "Paused" and c["status"] == "True"
+                      for c in (await asyncio.to_thread(hook.get, ChaosKind.NETWORK_CHAOS, fault["name"], NAMESPACE))["status"].get("conditions", [])):
+            assert time.monotonic() < deadline, "the sandbox never reported the fault paused"
+            await asyncio.sleep(0.2)
+        for _ in range(4):  # paused (and recovered) for four checks: still watched, still beating
+            await asyncio.sleep(1)
+            beat = await asyncio.to_thread(Heartbeat(hook, ChaosKind.NETWORK_CHAOS, fault["name"], NAMESPACE).read)
+            beats.append(beat.renewed.isoformat())
+        await asyncio.to_thread(hook.delete, ChaosKind.NETWORK_CHAOS, fault["name"], NAMESPACE)
+
+    event = first_event(monitor(fault, baseline()), 90, pause_then_remove)
+    assert event["status"] == "gone", event
+    assert len(set(beats)) >= 3, beats
+
+
+def test_a_breach_removal_refused_by_the_api_server_is_tried_again(connections, sandbox):
+    """The API server answers the kill's delete 500 twice (the sandbox's fault table), and hangs
+    every heartbeat write: the trigger still judges, keeps trying the delete with backoff, and the
+    fault goes."""
+    faults = sandbox.api_faults
+    fault = create_fault({"action": "pod-failure", "mode": "all", "duration": "2m",
+                          "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api"}}})
+    delete = faults.inject(rf".*/networkchaos/{fault['name']}|.*/podchaos/{fault['name']}", "error", verb="DELETE", status=500, times=2)
+    faults.inject(r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases/chaos-heartbeat-.*", "hang", verb="PUT", seconds=30)
+    try:
+        event = first_event(monitor(fault, baseline()), timeout=120)
+        gone_at = wait_gone(fault)
+        hits = {rule["id"]: rule["hits"] for rule in faults.list()}
+    finally:
+        faults.clear()
+    assert event["status"] == "breach", event
+    assert event["removal_requested_at"] is not None and event["removal_error"] == ""
+    assert hits[delete["id"]] == 2
+    # Two refusals, then 0.5 + 1 s of backoff: the third delete was accepted.
+    assert 1.5 <= event["removal_requested_at"] - event["breach"]["at"] < 5
+    assert gone_at - event["removal_requested_at"] < 5 + MIN_EVENT_DELAY_S
