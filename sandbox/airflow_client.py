@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -10,6 +11,18 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    InvalidHeader,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.util import Retry
+
+log = logging.getLogger(__name__)
 
 RUN_FINISHED = frozenset({"success", "failed"})
 TASK_FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
@@ -24,6 +37,16 @@ LOG_TAIL_LINES = 40
 # worker's exit after parking (see AirflowStack.scheduler_processed_park).
 ParkSettledCheck = Callable[["TaskKey"], bool]
 
+# A read (GET) that gets no answer, or one of these, is tried again: the api-server is overloaded or
+# restarting. A write is tried once: a trigger retried after a lost answer would start a second run.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+READ_ATTEMPTS = 5
+# urllib3's exponential backoff: 0, 2, 4, 8 s between the attempts, never more than BACKOFF_MAX_S;
+# a Retry-After (429, 503) is honoured up to RETRY_AFTER_MAX_S.
+BACKOFF_FACTOR_S = 1.0
+BACKOFF_MAX_S = 10.0
+RETRY_AFTER_MAX_S = 30
+
 
 class AirflowApiError(RuntimeError):
     """Airflow answered a REST call with an unexpected status."""
@@ -35,6 +58,25 @@ class AirflowApiError(RuntimeError):
         self.status_code = status_code
         self.detail = detail
         super().__init__(f"{method} {path} as {user!r} -> HTTP {status_code}: {detail}")
+
+
+class AirflowUnavailable(AirflowApiError):
+    """A request that got no usable answer however often it was tried: none at all (`status_code`
+    None: timed out, refused, connection lost) or only 429/502/503/504. Transient by nature: the
+    waits take it as "unknown, poll again". `path` is the URL's path as sent (`/api/v2/...`)."""
+
+    def __init__(
+        self, user: str, method: str, path: str, status_code: int | None, detail: Any, *, attempts: int, elapsed: float
+    ) -> None:
+        super().__init__(user, method, path, status_code or 0, detail)
+        self.status_code = status_code
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+    def __str__(self) -> str:
+        answer = f"HTTP {self.status_code}: {self.detail}" if self.status_code is not None else self.detail
+        tries = f"{self.attempts} attempts" if self.attempts > 1 else "1 attempt"
+        return f"{self.method} {self.path} as {self.user!r}: {answer} (gave up after {tries} over {self.elapsed:.0f} s)"
 
 
 class AirflowWaitTimeout(AssertionError):
@@ -70,6 +112,13 @@ def _task_label(task_instance: Mapping[str, Any]) -> str:
     return task_instance["task_id"] if map_index in (-1, None) else f"{task_instance['task_id']}[{map_index}]"
 
 
+def _detail(response: requests.Response) -> Any:
+    try:
+        return response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        return response.text
+
+
 def _format_error_detail(detail: Any) -> list[str]:
     """The structured exception of a task log entry as a short traceback: innermost frame, type, value."""
     if not detail:
@@ -86,6 +135,101 @@ def _format_error_detail(detail: Any) -> list[str]:
     return lines
 
 
+def describe_failure(error: BaseException | None, timeout: float) -> str:
+    """What went wrong with one attempt, in words: "timed out after 30 s", "could not connect: ..."."""
+    if isinstance(error, MaxRetryError):
+        error = error.reason
+    if isinstance(error, ReadTimeoutError):
+        return f"timed out after {timeout:g} s"
+    if isinstance(error, NewConnectionError):
+        return f"could not connect: {str(error).rpartition(': ')[2]}"
+    if isinstance(error, ConnectTimeoutError):
+        return f"could not connect within {timeout:g} s"
+    if isinstance(error, ProtocolError) and len(error.args) > 1:
+        return f"lost the connection: {error.args[1]}"
+    return f"{type(error).__name__}: {error}"
+
+
+class RetriesExhausted(MaxRetryError):
+    """urllib3's MaxRetryError, saying how many attempts were made."""
+
+    def __init__(self, pool: Any, url: str, reason: Exception | None, attempts: int) -> None:
+        super().__init__(pool, url, reason)
+        self.attempts = attempts
+
+
+class ReadRetry(Retry):
+    """urllib3's retry policy, logging each retry in one line that says what it waits for:
+    `GET /api/v2/... timed out after 30 s; retrying in 2 s (attempt 2 of 5)`."""
+
+    def __init__(self, *args: Any, request_timeout: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_timeout = request_timeout
+
+    def new(self, **kw: Any) -> ReadRetry:
+        return super().new(request_timeout=self.request_timeout, **kw)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> ReadRetry:
+        what = f"answered HTTP {response.status}" if response is not None else describe_failure(error, self.request_timeout)
+        try:
+            retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        except MaxRetryError as exhausted:
+            raise RetriesExhausted(_pool, url, exhausted.reason, len(self.history) + 1) from exhausted.reason
+        wait = self._wait(retry, response)
+        log.warning(
+            "%s %s %s; retrying %s (attempt %d of %d)",
+            method, url, what, f"in {wait:g} s" if wait > 0 else "now",
+            len(retry.history) + 1, len(retry.history) + (retry.total or 0) + 1,
+        )
+        return retry
+
+    def _wait(self, retry: Retry, response: Any) -> float:
+        """What `Retry.sleep` will wait before the next attempt: the Retry-After, else the backoff."""
+        if response is not None and self.respect_retry_after_header:
+            try:
+                after = retry.get_retry_after(response)
+            except InvalidHeader:
+                after = None
+            if after:
+                return after
+        return retry.get_backoff_time()
+
+
+def read_retry(
+    attempts: int = READ_ATTEMPTS, backoff_factor: float = BACKOFF_FACTOR_S, request_timeout: float = 30.0
+) -> ReadRetry:
+    """The policy of the requests that are safe to repeat: GETs, and `POST /auth/token` (a new token
+    changes nothing on the server)."""
+    return ReadRetry(
+        total=attempts - 1,
+        other=0,  # TLS and other errors no retry can mend
+        allowed_methods=frozenset({"GET", "POST"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        backoff_max=BACKOFF_MAX_S,
+        retry_after_max=RETRY_AFTER_MAX_S,
+        raise_on_status=False,
+        request_timeout=request_timeout,
+    )
+
+
+def _attempts(response_or_error: Any) -> int:
+    """How many attempts a retried request took, from its answer or from the error that ended it."""
+    if isinstance(response_or_error, requests.Response):
+        retries = getattr(response_or_error.raw, "retries", None)
+        return len(retries.history) + 1 if retries is not None else 1
+    reason = response_or_error.args[0] if response_or_error.args else None
+    return reason.attempts if isinstance(reason, RetriesExhausted) else 1
+
+
 class AirflowClient:
     """The REST API as one user of the simple auth manager sees it: every call carries its token."""
 
@@ -98,6 +242,8 @@ class AirflowClient:
         poll_interval: float = 0.5,
         request_timeout: float = 30.0,
         park_settled: ParkSettledCheck | None = None,
+        read_attempts: int = READ_ATTEMPTS,
+        backoff_factor: float = BACKOFF_FACTOR_S,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.username = username
@@ -105,7 +251,13 @@ class AirflowClient:
         self.poll_interval = poll_interval
         self.request_timeout = request_timeout
         self._park_settled = park_settled
+        # Writes go once, through a session that never retries (requests' default); reads and the
+        # token through one whose adapter retries (read_retry).
         self._session = requests.Session()
+        self._retrying = requests.Session()
+        adapter = HTTPAdapter(max_retries=read_retry(read_attempts, backoff_factor, request_timeout))
+        self._retrying.mount("http://", adapter)
+        self._retrying.mount("https://", adapter)
         self._token: str | None = None
         # When this client first saw each task instance awaiting input (monotonic seconds).
         self._awaiting_since: dict[TaskKey, float] = {}
@@ -115,11 +267,17 @@ class AirflowClient:
     def token(self) -> str:
         """A JWT from the simple auth manager's `POST /auth/token` (cached until a 401)."""
         if self._token is None:
-            response = self._session.post(
-                f"{self.base_url}/auth/token",
-                json={"username": self.username, "password": self._password},
-                timeout=self.request_timeout,
-            )
+            started = time.monotonic()
+            try:
+                response = self._retrying.post(
+                    f"{self.base_url}/auth/token",
+                    json={"username": self.username, "password": self._password},
+                    timeout=self.request_timeout,
+                )
+            except requests.RequestException as error:
+                raise self._unavailable("POST", "/auth/token", error, started) from error
+            if response.status_code in RETRY_STATUSES:
+                raise self._unavailable("POST", "/auth/token", response, started)
             if response.status_code != 201:
                 raise AirflowApiError(
                     self.username, "POST", "/auth/token", response.status_code, response.text
@@ -137,27 +295,51 @@ class AirflowClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """Call `/api/v2{path}`; return the decoded JSON body, or raise `AirflowApiError`."""
+        """Call `/api/v2{path}`; return the decoded JSON body, or raise `AirflowApiError`.
+
+        A GET is retried on timeouts, lost connections and 429/502/503/504 (`read_retry`); when
+        every attempt failed it raises `AirflowUnavailable`, naming the call and how long it tried.
+        Any other method goes once: a write whose answer was lost may still have happened.
+        """
+        read = method.upper() == "GET"
+        session = self._retrying if read else self._session
+        started = time.monotonic()
         for attempt in (1, 2):
-            response = self._session.request(
-                method,
-                f"{self.base_url}/api/v2{path}",
-                json=json,
-                params=params,
-                headers={"Authorization": f"Bearer {self.token()}", **(headers or {})},
-                timeout=self.request_timeout,
-            )
+            try:
+                response = session.request(
+                    method,
+                    f"{self.base_url}/api/v2{path}",
+                    json=json,
+                    params=params,
+                    headers={"Authorization": f"Bearer {self.token()}", **(headers or {})},
+                    timeout=self.request_timeout,
+                )
+            except requests.RequestException as error:
+                if not read:
+                    raise
+                raise self._unavailable(method, f"/api/v2{path}", error, started) from error
             if response.status_code == 401 and attempt == 1:
                 self._token = None  # expired: log in again once
                 continue
             break
+        if read and response.status_code in RETRY_STATUSES:
+            raise self._unavailable(method, f"/api/v2{path}", response, started)
         if response.status_code not in expect:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise AirflowApiError(self.username, method, path, response.status_code, detail)
+            raise AirflowApiError(self.username, method, path, response.status_code, _detail(response))
         return response.json() if response.content else None
+
+    def _unavailable(
+        self, method: str, path: str, failure: requests.Response | requests.RequestException, started: float
+    ) -> AirflowUnavailable:
+        if isinstance(failure, requests.Response):
+            status_code, detail = failure.status_code, _detail(failure)
+        else:
+            reason = failure.args[0] if failure.args else None
+            cause = reason if isinstance(reason, BaseException) else failure
+            status_code, detail = None, describe_failure(cause, self.request_timeout)
+        return AirflowUnavailable(
+            self.username, method, path, status_code, detail, attempts=_attempts(failure), elapsed=time.monotonic() - started
+        )
 
     @staticmethod
     def _run_path(dag_id: str, run_id: str) -> str:
@@ -195,11 +377,15 @@ class AirflowClient:
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0, *, unpause: bool = True) -> dict[str, Any]:
         """Wait until the dag-processor has parsed `dag_id` and the API lists it; unpause it."""
         deadline = time.monotonic() + timeout
-        while (dag := self.dag(dag_id)) is None:
+        waiting_for = f"DAG {dag_id!r} to appear in the API"
+        while (dag := self._poll(lambda: self.dag(dag_id), waiting_for, deadline)) is None:
             if time.monotonic() > deadline:
-                errors = "\n".join(
-                    f"  {e['filename']}: {e['stack_trace'].strip()[-600:]}" for e in self.import_errors()
-                )
+                try:
+                    errors = "\n".join(
+                        f"  {e['filename']}: {e['stack_trace'].strip()[-600:]}" for e in self.import_errors()
+                    )
+                except AirflowUnavailable as error:
+                    errors = f"unavailable ({error})"
                 raise AirflowWaitTimeout(
                     f"DAG {dag_id!r} did not appear in the API within {timeout:.0f}s; "
                     f"import errors: {errors or 'none'}"
@@ -269,9 +455,12 @@ class AirflowClient:
         started = time.monotonic()
         deadline = started + timeout
         seen: dict[str, str | None] = {}
+        waiting_for = f"run {dag_id}/{run_id} to finish"
+        state: str | None = None
         while True:
-            state = self.run_state(dag_id, run_id)
-            self._report_changes(dag_id, run_id, seen, started, on_change)
+            # A failed poll is "unknown": keep the state last seen and poll again until the deadline.
+            state = self._poll(lambda: self.run_state(dag_id, run_id), waiting_for, deadline, default=state)
+            self._poll(lambda: self._report_changes(dag_id, run_id, seen, started, on_change), waiting_for, deadline)
             if state in RUN_FINISHED:
                 if expect is not None and state != expect:
                     raise AssertionError(
@@ -280,11 +469,22 @@ class AirflowClient:
                     )
                 return state
             if time.monotonic() > deadline:
+                last = repr(state) if state is not None else "unknown (no poll answered)"
                 raise AirflowWaitTimeout(
-                    f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f}s\n"
+                    f"run {dag_id}/{run_id} still {last} after {timeout:.0f}s\n"
                     + self.describe_run(dag_id, run_id)
                 )
             time.sleep(self.poll_interval)
+
+    def _poll(self, read: Callable[[], Any], waiting_for: str, deadline: float, default: Any = None) -> Any:
+        """One read of a wait: what `read` returns, or `default` when Airflow gave no usable answer
+        (the wait goes on until its own deadline; the log says what it waits for)."""
+        try:
+            return read()
+        except AirflowUnavailable as error:
+            left = max(0.0, deadline - time.monotonic())
+            log.warning("%s; still waiting for %s (%.0f s left)", error, waiting_for, left)
+            return default
 
     def _report_changes(
         self,
@@ -326,14 +526,23 @@ class AirflowClient:
         """
         wanted = {states} if isinstance(states, str) else set(states)
         deadline = time.monotonic() + timeout
+        waiting_for = f"task {task_id} of {dag_id}/{run_id} to be {' or '.join(sorted(wanted))}"
+        ti: dict[str, Any] | None = None
         while True:
-            ti = self.task_instance(dag_id, run_id, task_id, map_index)
-            self._note_awaiting(dag_id, run_id, ti, time.monotonic())
-            if ti["state"] in wanted:
-                return ti
-            finished = ti["state"] in TASK_FINISHED
-            if finished or self.run_state(dag_id, run_id) in RUN_FINISHED or time.monotonic() > deadline:
-                why = f"finished {ti['state']!r}" if finished else f"is {ti['state']!r}"
+            # A failed poll is "unknown": keep what was seen last and poll again until the deadline.
+            polled = self._poll(lambda: self.task_instance(dag_id, run_id, task_id, map_index), waiting_for, deadline)
+            if polled is not None:
+                ti = polled
+                self._note_awaiting(dag_id, run_id, ti, time.monotonic())
+                if ti["state"] in wanted:
+                    return ti
+            finished = polled is not None and ti["state"] in TASK_FINISHED
+            run_over = polled is not None and (
+                self._poll(lambda: self.run_state(dag_id, run_id), waiting_for, deadline) in RUN_FINISHED
+            )
+            if finished or run_over or time.monotonic() > deadline:
+                last = repr(ti["state"]) if ti is not None else "unknown (no poll answered)"
+                why = f"finished {last}" if finished else f"is {last}"
                 raise AirflowWaitTimeout(
                     f"task {task_id} of {dag_id}/{run_id} {why}, waited for {sorted(wanted)} "
                     f"({timeout:.0f}s allowed)\n" + self.describe_run(dag_id, run_id)

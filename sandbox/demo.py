@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import signal
@@ -12,8 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import requests
 import yaml
 
+from sandbox.airflow_client import AirflowApiError, describe_failure
 from sandbox.airflow_stack import AirflowStack
 from sandbox.runner import Sandbox
 
@@ -21,10 +24,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "chaos_low_risk"
 # The demo's only departures from the shipped policy: quicker clocks, reports in the state folder.
 DEMO_POLICY = {("safety", "check_interval"): "2s", ("preflight", "healthy_window"): "45s"}
+DAG_TIMEOUT_S = 180
+RUN_TIMEOUT_S = 900
+
+
+class DemoFailure(RuntimeError):
+    """The demo cannot go on; the message says why and what to look at."""
 
 
 def say(text: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
+
+
+def show_client_warnings() -> None:
+    """The REST client's retries and failed polls (each says what it waits for), among the demo's lines."""
+    client_log = logging.getLogger("sandbox.airflow_client")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s]   %(message)s", "%H:%M:%S"))
+    client_log.addHandler(handler)
+    client_log.setLevel(logging.WARNING)
+    client_log.propagate = False
 
 
 def demo_include(state: Path) -> Path:
@@ -64,6 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     parser.add_argument("--experiment", default="booking-api-pod-kill")
     args = parser.parse_args(argv)
+    show_client_warnings()
+    try:
+        return demo(args)
+    except KeyboardInterrupt:  # Ctrl-C while it runs: everything is stopped already (demo's finally)
+        return 130
+    except (RuntimeError, AssertionError, requests.RequestException) as error:
+        # Sandbox, Airflow or the run failed for real (a failed poll alone never ends up here: the
+        # waits poll again until their deadline). The details first, the one-line reason last.
+        reason, _, details = str(error).partition("\n")
+        if details:
+            print(details, flush=True)
+        say(f"demo failed: {reason}")
+        return 1
+
+
+def demo(args: argparse.Namespace) -> int:
     state = args.state_dir.resolve()
 
     sandbox = Sandbox.load(state)
@@ -84,15 +119,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         admin = stack.client("admin")
-        admin.wait_for_dag(DAG_ID, timeout=180)
+        admin.wait_for_dag(DAG_ID, timeout=DAG_TIMEOUT_S)
         say(f"Airflow UI {stack.base_url}  (login admin / {stack.passwords['admin']})")
         say("waiting for a steady platform (the pre-flight check needs a healthy window of metrics)")
         wait_for_steady_platform(include)
-        run_id = admin.trigger(DAG_ID, conf={"experiment": args.experiment})
+        try:
+            run_id = admin.trigger(DAG_ID, conf={"experiment": args.experiment})
+        except requests.RequestException as error:
+            # Never retried: the run may have started although its answer was lost.
+            cause = error.args[0] if error.args and isinstance(error.args[0], BaseException) else error
+            raise DemoFailure(
+                f"triggering {DAG_ID}: {describe_failure(cause, admin.request_timeout)}; "
+                f"a run may have started anyway: see {stack.base_url}"
+            ) from error
         say(f"triggered {DAG_ID} with experiment {args.experiment}: run {run_id}")
-        state_of_run = admin.wait_for_run(DAG_ID, run_id, timeout=900, on_change=lambda change: say(f"  {change}"))
-        outcome = admin.xcom(DAG_ID, run_id, "write_result") or {}
-        say(f"run {state_of_run}: verdict {outcome.get('verdict')} ({outcome.get('reason')})")
+        say(f"following run {run_id} until it finishes (at most {RUN_TIMEOUT_S} s)")
+        state_of_run = admin.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT_S, on_change=lambda change: say(f"  {change}"))
+        try:
+            outcome = admin.xcom(DAG_ID, run_id, "write_result") or {}
+        except AirflowApiError as error:
+            say(f"run {state_of_run}: its verdict could not be read ({error}); see the run in the UI")
+            outcome = {}
+        else:
+            say(f"run {state_of_run}: verdict {outcome.get('verdict')} ({outcome.get('reason')})")
         if outcome.get("path"):
             folder = Path(outcome["path"].removeprefix("file://")).parent
             say(f"result  {folder / 'result.json'}")

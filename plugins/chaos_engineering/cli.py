@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -81,6 +85,55 @@ def _cluster(args: argparse.Namespace):
     return ChaosMeshHook(args.conn_id), policy
 
 
+T = TypeVar("T")
+
+# A read command's Kubernetes read is tried READ_ATTEMPTS times when it fails transiently: no
+# complete answer (KubernetesRequestError: deadline passed, connection failed) or an answer that
+# says "later" (429, or 500/502/503/504: etcd timeouts, an API server restarting). Waits of
+# READ_BACKOFF_S, then twice that, or longer when a 429/503 says Retry-After (up to
+# READ_RETRY_AFTER_MAX_S). Never used on the safety paths (stop, the watchdog's removals).
+READ_ATTEMPTS = 3
+READ_BACKOFF_S = 1.0
+READ_RETRY_AFTER_MAX_S = 10.0
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ClusterUnreadable(RuntimeError):
+    """A read command could not read what it shows from the Kubernetes API."""
+
+
+def _read(what: str, read: Callable[[], T]) -> T:
+    """`read()`, tried again with backoff when it fails transiently (each retry said on stderr).
+    Raises `ClusterUnreadable` naming `what`, the call and how long it tried."""
+    from chaos_engineering.hooks.chaos_mesh import KubernetesApiError, KubernetesRequestError
+
+    started, attempt = time.monotonic(), 1
+    while True:
+        try:
+            return read()
+        except (KubernetesRequestError, KubernetesApiError) as exc:
+            transient = isinstance(exc, KubernetesRequestError) or exc.status in TRANSIENT_STATUSES
+            if not transient or attempt >= READ_ATTEMPTS:
+                tried = (f" (gave up after {attempt} attempts over {time.monotonic() - started:.0f} s: check that the Kubernetes "
+                         "API is reachable, then run it again)") if transient else ""
+                raise ClusterUnreadable(f"cannot read {what}: {exc}{tried}") from exc
+            wait = max(READ_BACKOFF_S * 2 ** (attempt - 1), _retry_after(exc))
+            attempt += 1
+            print(f"chaosctl: reading {what}: {exc}; retrying in {wait:g} s (attempt {attempt} of {READ_ATTEMPTS})",
+                  file=sys.stderr, flush=True)
+            time.sleep(wait)
+
+
+def _retry_after(exc: Exception) -> float:
+    """The seconds an error answer's Retry-After asks for (capped), else 0."""
+    value = (getattr(exc, "headers", None) or {}).get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), READ_RETRY_AFTER_MAX_S) if math.isfinite(seconds) else 0.0
+
+
 def _who(args: argparse.Namespace) -> str:
     import getpass
     import socket
@@ -128,13 +181,21 @@ def _status(args: argparse.Namespace) -> int:
     from chaos_engineering.triggers import fault_state
 
     hook, policy = _cluster(args)
-    now = dt.datetime.now(dt.timezone.utc)
-    halt = HaltFlag(hook, policy.chaos_namespace).state()
-    lock = ExperimentLock(hook, policy.chaos_namespace).state()
+    try:
+        halt = _read("the halt flag", HaltFlag(hook, policy.chaos_namespace).state)
+        lock = _read("the experiment lock", ExperimentLock(hook, policy.chaos_namespace).state)
+        found = []
+        for obj in _read("the faults of ours", lambda: owned_objects(hook)):
+            ref = ObjectRef.of(obj)
+            heartbeat = Heartbeat(hook, ref.kind, ref.name, ref.namespace)
+            beat = _read(f"the heartbeat of {ref.kind} {ref.namespace}/{ref.name}", heartbeat.read)
+            found.append((obj, ref, beat))
+    except ClusterUnreadable as error:
+        print(f"chaosctl status: {error}", file=sys.stderr)
+        return 1
+    now = dt.datetime.now(dt.timezone.utc)  # after the reads, however long their retries took
     faults = []
-    for obj in owned_objects(hook):
-        ref = ObjectRef.of(obj)
-        beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+    for obj, ref, beat in found:
         deleting_for = deletion_age_s(obj, now)
         faults.append({"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "run": ref.run, "state": fault_state(obj),
                        "heartbeat_age_s": round(beat.age_s(now), 1) if beat else None,
