@@ -389,19 +389,23 @@ def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chao
     assert not state.halted and state.halted_reason == "e2e: bookings at risk" and state.resumed_reason == "e2e: all clear"
 
 
-def test_zz_watchdog_removes_the_fault_when_airflow_dies(chaos: Chaos) -> None:
-    """Last in the module: it kills this module's Airflow."""
+def test_zz_watchdog_removes_the_fault_when_airflow_dies(chaos: Chaos, sandbox, monkeypatch) -> None:
+    """Last in the module: it kills this module's Airflow. The watchdog records the removal (the
+    experiment no longer active): later pre-flights on this sandbox need not wait for the
+    fault's lifetime to pass."""
     import signal
     import threading
 
     from chaos_engineering import watchdog
+
+    monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY_WATCHDOG", json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}))
 
     run_id = chaos.admin.trigger("chaos_low_risk", conf={"experiment": "cache-slow-long"})
     chaos.admin.wait_for_task_state("chaos_low_risk", run_id, "monitor", ["deferred"], timeout=300)
     time.sleep(3)  # a few heartbeats
     assert len(active_faults(chaos)) == 1
     stop = threading.Event()
-    sweeper = threading.Thread(target=watchdog.run, args=(chaos.cluster,), kwargs={"grace_s": 20, "interval_s": 2, "stop": stop}, daemon=True)
+    sweeper = threading.Thread(target=watchdog.run, args=(chaos.cluster,), kwargs={"grace_s": 20, "interval_s": 2, "stop": stop, "pushgateway_conn_id": "pushgateway_watchdog"}, daemon=True)
     sweeper.start()
     try:
         for process in chaos.stack.stack_processes():
@@ -411,6 +415,11 @@ def test_zz_watchdog_removes_the_fault_when_airflow_dies(chaos: Chaos) -> None:
             assert time.monotonic() - killed < 20 + 10, "the watchdog did not remove the unwatched fault in grace + 10 s"
             time.sleep(0.5)
         print(f"\nfault removed {time.monotonic() - killed:.1f} s after Airflow was killed (grace 20 s)")
+        recorded = 'chaos_experiment_active{experiment="cache-slow-long",tier="low"}'
+        deadline = time.monotonic() + 30
+        while sandbox_value(sandbox, recorded) != 0.0:
+            assert time.monotonic() < deadline, f"{recorded} still 1 30 s after the watchdog removed the fault"
+            time.sleep(1)
     finally:
         stop.set()
         sweeper.join(10)
