@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_duration, default=5.0, help="time between sweeps (default 5s)")
     watch.add_argument("--once", action="store_true", help="one sweep, then exit (1 if it hit errors or could not list every kind)")
     watch.add_argument("--pushgateway-conn-id", default=None,
-                       help="push its liveness (chaos_watchdog_*) and stuck deletions through this Airflow connection, "
+                       help="push its liveness (chaos_watchdog_*), stuck deletions and the faults it removed through this Airflow connection, "
                             "e.g. pushgateway_default from AIRFLOW_CONN_PUSHGATEWAY_DEFAULT; without it the liveness alerts fire")
     watch.set_defaults(run=_watchdog)
     return parser
