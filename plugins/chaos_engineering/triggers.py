@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -81,6 +82,11 @@ def planned_end(obj: dict[str, Any]) -> float | None:
         return None
 
 
+#: The threads that read the thresholds, apart from the event loop's default pool where the cluster
+#: calls run: Kubernetes calls hanging until their deadline can never hold back a metrics read.
+METRICS_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="chaos-metrics")
+
+
 class _Readings:
     """Reads every threshold once per check and counts consecutive failed reads per metric."""
 
@@ -104,7 +110,8 @@ class _Readings:
 
     async def read_all(self) -> dict[str, tuple[float | None, str]]:
         names = list(self.thresholds)
-        results = await asyncio.gather(*(asyncio.to_thread(self._read, n) for n in names))
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(loop.run_in_executor(METRICS_POOL, self._read, n) for n in names))
         readings = dict(zip(names, results))
         for name, (value, _) in readings.items():
             self.failures[name] = 0 if value is not None else self.failures[name] + 1

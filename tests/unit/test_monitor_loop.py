@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -123,13 +124,17 @@ def cluster_of(monkeypatch):
         cluster.stop.set()  # lets hanging fake calls return
 
 
-def watch(*, thresholds=THRESHOLDS, max_failed_reads: int = 2, deletion_timeout_s: float = 60.0, timeout: float = 30) -> tuple[dict, float]:
+def watch(
+    *, thresholds=THRESHOLDS, max_failed_reads: int = 2, deletion_timeout_s: float = 60.0, timeout: float = 30, default_threads: int | None = None
+) -> tuple[dict, float]:
     trigger = FaultMonitorTrigger(
         prometheus_conn_id="prometheus_default", kubernetes_conn_id="kubernetes_default", fault=FAULT, thresholds=thresholds,
         baseline=BASELINE, interval_s=INTERVAL_S, max_failed_reads=max_failed_reads, deletion_timeout_s=deletion_timeout_s,
     )
 
     async def first() -> dict:
+        if default_threads is not None:  # the triggerer's other calls may hold every thread of the loop's pool
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=default_threads))
         async for event in trigger.run():
             return event.payload
         raise AssertionError("no event")
@@ -149,6 +154,17 @@ def test_a_hanging_kubernetes_api_does_not_delay_the_checks(cluster_of):
     assert event["checks"] == 4
     assert event["breach"]["at"] - started < 4 * INTERVAL_S + 0.5
     assert cluster.deletes and cluster.deletes[0] - event["breach"]["at"] < 0.2
+
+
+def test_metrics_reads_never_queue_behind_hanging_cluster_calls(cluster_of):
+    """The event loop's whole default pool (one thread here) is held by a hanging cluster read:
+    the thresholds are read from their own pool, each interval."""
+    cluster_of(FakeCluster([obj()], get_delay_s=5.0))
+    FakeHeartbeat.renew_delay_s = 5.0
+    FakePrometheus.values = [250.0, 260.0, 270.0, 4200.0]
+    event, started = watch(max_failed_reads=100, default_threads=1)
+    assert event["status"] == "breach" and event["checks"] == 4, event
+    assert event["breach"]["at"] - started < 4 * INTERVAL_S + 0.5
 
 
 def test_a_kubernetes_api_without_answers_for_max_failed_reads_checks_is_a_breach(cluster_of):
