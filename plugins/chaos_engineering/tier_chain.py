@@ -150,7 +150,9 @@ def wire_tier_chain(
     # Inject trusts no upstream output: it verifies the approvals in Airflow's own records itself.
     inject = InjectFaultOperator(task_id="inject", tier=tier.value, plan=plan.output, retries=1, **both)
     monitor = FaultMonitorSensor(task_id="monitor", plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both)
-    remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=3, retry_delay=5, **cluster)
+    # It retries by itself (until every object is gone or 2 x safety.deletion_timeout); one Airflow
+    # retry is for a worker that died under it.
+    remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=1, retry_delay=5, **cluster)
     stages = [
         RecoveryStageSensor(
             task_id=f"recovery_{stage}",

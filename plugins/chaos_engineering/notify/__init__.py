@@ -11,6 +11,7 @@ What each event reads (plain dicts, as the steps record them):
 | approval_requested | plan XCom | | | role, timeout_s, approval_url (else derived from a HITL context) |
 | started | plan XCom | | | fault (inject's XCom: kind, name, namespace, injected_at) |
 | breach_and_kill | plan XCom | | monitor event's breach | fault, removal_requested_at, removal_error |
+| removal_failed | plan XCom | | | still_on_cluster (kind, namespace, name, deleting_since, the object's labels), error, failing_since, timeout_s, failed (given up) |
 | emergency_stop | | | | removed (Chaos Mesh objects or experiment_of_object dicts), requested_by, reason, failed_runs, errors |
 | recovery_verdict | plan XCom | or result.json | | recovery ({stage: record or None}) |
 | finished | (result's) | result.json | | report (report.json), report_url, report_pdf (bytes), report_pdf_name |

@@ -20,7 +20,7 @@ DEFAULT_CONN_ID = "smtp_default"
 DEFAULT_FROM = "airflow-chaos-engineering@localhost"
 
 #: The events worth an e-mail: the alerts, and the end of a run with its report.
-EMAIL_EVENTS = frozenset({"breach_and_kill", "emergency_stop", "finished"})
+EMAIL_EVENTS = frozenset({"breach_and_kill", "removal_failed", "emergency_stop", "finished"})
 
 
 class BoundedSmtpHook(SmtpHook):

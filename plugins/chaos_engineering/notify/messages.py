@@ -11,7 +11,7 @@ from typing import Any
 
 from chaos_engineering.notify.run import RunRef, approval_task, experiment_of_object, run_ref
 
-EVENTS = ("approval_requested", "started", "breach_and_kill", "emergency_stop", "recovery_verdict", "finished")
+EVENTS = ("approval_requested", "started", "breach_and_kill", "removal_failed", "emergency_stop", "recovery_verdict", "finished")
 
 ICONS = {"info": ":information_source:", "success": ":white_check_mark:", "warning": ":warning:", "critical": ":rotating_light:"}
 VERDICT_TITLES = {
@@ -268,6 +268,44 @@ def breach_and_kill(
     )
 
 
+def removal_failed(
+    plan: Mapping[str, Any],
+    run: RunRef,
+    *,
+    still_on_cluster: Iterable[Mapping[str, Any]] = (),
+    error: str | None = None,
+    failing_since: float | None = None,
+    timeout_s: float | None = None,
+    gave_up: bool = False,
+) -> Message:
+    """The teardown cannot remove the run's fault: `still_on_cluster` as the teardown lists it
+    (kind, namespace, name, deleting_since, and what the object says of its run)."""
+    objects = list(still_on_cluster)
+    plan = plan or (objects[0] if objects else {})
+    details = [
+        f"{o.get('kind')} {o.get('namespace')}/{o.get('name')}"
+        + (f": deletion requested at {when(o['deleting_since'])}, not finished" if o.get("deleting_since") else ": deletion not accepted")
+        for o in objects
+    ] or ["the run's objects cannot even be listed: check the cluster by hand"]
+    facts = identity_facts(plan, run) + [
+        Fact("Still on the cluster", str(len(objects)) if objects else "unknown"),
+        Fact("Failing since", when(failing_since) or "n/a (a deletion Chaos Mesh has not finished)"),
+        Fact("Last error", error or "none: Chaos Mesh has not finished the deletion"),
+        Fact("Teardown", f"gave up after {seconds(timeout_s)}" if gave_up else f"still trying, for up to {seconds(timeout_s)}"),
+    ]
+    return Message(
+        event="removal_failed",
+        severity="critical",
+        title=f"Fault removal FAILING, the fault may still be applied: {_label(plan)}",
+        summary="The teardown cannot remove this run's Chaos Mesh object(s) (listed below). Run `chaosctl stop` now "
+        "(or the emergency-stop DAG) and follow docs/RUNBOOK.md#chaos-fault-removal-failing; "
+        "check the targets by hand once the objects are gone.",
+        facts=tuple(facts),
+        details=tuple(details),
+        links=tuple(_run_link(run)),
+    )
+
+
 def emergency_stop(
     run: RunRef,
     *,
@@ -422,6 +460,11 @@ def build(
         return breach_and_kill(
             plan, run, breach or {}, fault=extra.get("fault"),
             removal_requested_at=extra.get("removal_requested_at"), removal_error=extra.get("removal_error"),
+        )
+    if event == "removal_failed":
+        return removal_failed(
+            plan, run, still_on_cluster=extra.get("still_on_cluster") or (), error=extra.get("error"),
+            failing_since=extra.get("failing_since"), timeout_s=extra.get("timeout_s"), gave_up=bool(extra.get("failed")),
         )
     if event == "emergency_stop":
         return emergency_stop(

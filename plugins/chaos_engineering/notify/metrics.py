@@ -81,6 +81,7 @@ METRICS: dict[str, MetricSpec] = {
     "chaos_fault_deletion_stuck": MetricSpec("gauge", "Faults of ours whose deletion outlasted safety.deletion_timeout (Chaos Mesh's finalizer holds them), at the watchdog's latest successful sweep."),
     "chaos_fault_deletions_forced": MetricSpec("counter", "Chaos Mesh finalizer clean-ups forced (cleanFinalizer annotation) on deletions that outlasted their bound, by who forced them.", "by"),
     "chaos_fault_deletion_last_forced_timestamp_seconds": MetricSpec("gauge", "Unix time of the latest forced finalizer clean-up (its fault may still be applied)."),
+    "chaos_fault_removal_failing": MetricSpec("gauge", "1 while the teardown of this experiment's latest run cannot remove its fault (it may still be applied); 0 once a teardown removed it or found none."),
     "chaos_halt_active": MetricSpec("gauge", "1 while the emergency-stop halt blocks every injection (set by stop and resume, read back by every watchdog sweep)."),
     "chaos_lock_held": MetricSpec("gauge", "1 while the experiment lock Lease has a live holder (read by every watchdog sweep)."),
     "chaos_experiment_last_failsafe_timestamp_seconds": MetricSpec("gauge", "Unix time the fail-safe last removed this experiment's fault: metrics unreadable for max_failed_reads checks."),
@@ -160,10 +161,16 @@ def updates_for(
         for obj in extra.get("removed") or ():
             labels = labels_of(experiment_of_object(obj) if "metadata" in obj else obj)
             if labels:
-                updates.append(Update(labels, {"chaos_experiment_active": 0.0, "chaos_approvals_pending": 0.0, "chaos_experiment_phase": _one_hot("stopped", PHASES)}))
+                updates.append(Update(labels, {"chaos_experiment_active": 0.0, "chaos_approvals_pending": 0.0, "chaos_experiment_phase": _one_hot("stopped", PHASES),
+                                               "chaos_fault_removal_failing": 0.0}))
         return updates
     if event == "resumed":
         return [Update({}, {"chaos_halt_active": 0.0})]
+    if event in ("removal_failed", "removal_ok"):
+        # The plan's group, and the groups the objects' own labels name (the plan XCom may be edited).
+        groups = [labels_of(plan), *(labels_of(o) for o in extra.get("still_on_cluster") or extra.get("removed") or ())]
+        unique = {(g["tier"], g["experiment"]): g for g in groups if g is not None}
+        return [Update(g, {"chaos_fault_removal_failing": float(event == "removal_failed")}) for g in unique.values()]
     labels = labels_of(plan)
     if labels is None:
         return []
@@ -209,7 +216,8 @@ def updates_for(
             "chaos_experiment_last_verdict": _one_hot(verdict, VERDICTS),
         }
         increments["chaos_experiment_runs"] = {verdict: 1.0}
-        if not (result.get("fault") and not result.get("removal")):
+        removal = result.get("removal") or {}
+        if not (result.get("fault") and (not removal or removal.get("failed"))):
             # Injected and never removed: the teardown failed, the fault may still be there.
             gauges["chaos_experiment_active"] = 0.0
         gauges |= _recovery_gauges(result.get("recovery") or {})

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finalizers, is_forced
 from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat, default_holder
 from chaos_engineering.hooks.airflow_api import AirflowApiHook
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
@@ -17,11 +18,17 @@ from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.injections import Injection, InjectionRecord
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.notify import announce, metrics
+from chaos_engineering.notify.run import experiment_of_object
 from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, lock_holder, policy_or_fail, run_identity
 from chaos_engineering.operators.verify import VerifiedInjection, verify_injection
 from chaos_engineering.policy import Tier
 from chaos_engineering.render import LABEL_RUN_KEY, run_key
+from chaos_engineering.triggers import DELETION_TIMEOUT_S, removal_backoff_s
 from chaos_engineering.verification import VerificationFailed
+
+
+#: Removal failing this long (from its first failed round) sends the critical `removal_failed`.
+REMOVAL_ALERT_AFTER_S = 10.0
 
 
 def fault_ref(obj: dict[str, Any]) -> dict[str, str]:
@@ -193,8 +200,16 @@ class RemoveFaultOperator(BaseOperator):
     """Deletes every object of this run and waits until Chaos Mesh has recovered and removed it.
 
     Finds the objects by the run's key label, not by what the inject step returned: an inject
-    that failed halfway may still have created one. Fails (and so fails the run) when an
-    object is still there after `removal_timeout_s`.
+    that failed halfway may still have created one. Keeps trying until every object is gone or
+    `removal_timeout_s` (default: twice the policy's `safety.deletion_timeout`: one for Chaos Mesh
+    to recover, one for its forced clean-up to act) has passed. Each round lists the run's
+    objects and asks for the deletion of those not being deleted yet; a refused list or delete
+    is a failed round, tried again after `removal_backoff_s` (0.5 s doubling to 8 s); a round that
+    only sees deletions under way polls every `poll_interval_s`. A deletion older than
+    `safety.deletion_timeout` has Chaos Mesh's finalizer clean-up forced, once. Removal failing
+    for `alert_after_s`, or given up, sends one critical `removal_failed` notification (and sets
+    `chaos_fault_removal_failing`). Given up, it pushes the XCom `removal` naming what is still
+    on the cluster (write_result puts it in the result), then fails.
     """
 
     template_fields = ("plan",)
@@ -205,8 +220,9 @@ class RemoveFaultOperator(BaseOperator):
         *,
         plan: Any,
         kubernetes_conn_id: str = ChaosMeshHook.default_conn_name,
-        removal_timeout_s: float = 60,
+        removal_timeout_s: float | None = None,
         poll_interval_s: float = 0.5,
+        alert_after_s: float = REMOVAL_ALERT_AFTER_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -214,29 +230,153 @@ class RemoveFaultOperator(BaseOperator):
         self.kubernetes_conn_id = kubernetes_conn_id
         self.removal_timeout_s = removal_timeout_s
         self.poll_interval_s = poll_interval_s
+        self.alert_after_s = alert_after_s
 
     @cached_property
     def hook(self) -> ChaosMeshHook:
         return ChaosMeshHook(self.kubernetes_conn_id)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            deletion_timeout_s = policy_or_fail().safety.deletion_timeout
+        except AirflowFailException as exc:  # an unreadable policy must not keep the fault on the cluster
+            deletion_timeout_s = DELETION_TIMEOUT_S
+            self.log.error("%s; removing with the default safety.deletion_timeout (%g s)", exc, deletion_timeout_s)
+        timeout_s = self.removal_timeout_s if self.removal_timeout_s is not None else 2 * deletion_timeout_s
         # By the run's key, in every kind and namespace: not by the plan's XCom, which may be edited.
-        selector = f"{LABEL_RUN_KEY}={run_key(*run_identity(context))}"
-
-        def of_run() -> list[dict[str, Any]]:
-            return [o | {"kind": o.get("kind") or kind.value} for kind in ChaosKind for o in self.hook.list(kind, None, selector)]
-
-        objects = of_run()
-        for obj in objects:
-            self.hook.delete(ChaosKind(obj["kind"]), obj["metadata"]["name"], obj["metadata"]["namespace"])
-        deadline = time.monotonic() + self.removal_timeout_s
-        while (left := of_run()) and time.monotonic() < deadline:
-            time.sleep(self.poll_interval_s)
-        if left:
-            names = ", ".join(f"{o['kind']} {o['metadata']['namespace']}/{o['metadata']['name']}" for o in left)
-            raise AirflowFailException(f"{names} still present {self.removal_timeout_s:g} s after deletion: Chaos Mesh has not recovered it")
+        removal = Removal(self.hook, f"{LABEL_RUN_KEY}={run_key(*run_identity(context))}", deletion_timeout_s, self.log)
+        deadline = time.monotonic() + timeout_s
+        alerted = False
+        while True:
+            wait = removal.round()
+            if removal.gone:
+                break
+            now = time.monotonic()
+            gave_up = now >= deadline
+            failing_for = now - removal.failing_since if removal.failing_since is not None else 0.0
+            if not alerted and (gave_up or failing_for >= self.alert_after_s):
+                alerted = True
+                announce("removal_failed", context=context, plan=self.plan, extra=removal.record(timeout_s, gave_up=gave_up))
+            if gave_up:
+                self._give_up(context, removal, timeout_s)
+            time.sleep(min(wait if wait is not None else self.poll_interval_s, deadline - now))
         removed_at = time.time()
-        self.log.info("removed %d object(s) of this run", len(objects))
-        if objects:
+        self.log.info("removed %d object(s) of this run%s", len(removal.seen), " after failed attempts" if alerted else "")
+        if removal.seen:
             metrics.push("removed", plan=self.plan)
-        return {"removed": [o["metadata"]["name"] for o in objects], "removed_at": removed_at}
+        # Clears chaos_fault_removal_failing, set by this try or by an earlier one that gave up.
+        metrics.push("removal_ok", plan=self.plan, extra={"removed": list(removal.seen.values())})
+        return {"removed": [ref["name"] for ref in removal.seen.values()], "removed_at": removed_at}
+
+    def _give_up(self, context: Any, removal: Removal, timeout_s: float) -> None:
+        record = removal.record(timeout_s, gave_up=True)
+        ti = context.get("ti")
+        if ti is not None:
+            try:
+                ti.xcom_push(key=REMOVAL_KEY, value=record)
+            except Exception as exc:  # write_result then finds no record; the failure below still names the objects
+                self.log.error("cannot record the failed removal in XCom: %s", exc)
+        names = ", ".join(_describe(ref) for ref in record["still_on_cluster"]) or "the run's objects (the list itself fails)"
+        raise AirflowFailException(
+            f"{names} still on the cluster {timeout_s:g} s after the removal started: THE FAULT MAY STILL BE APPLIED "
+            f"(last error: {record['error'] or 'none: Chaos Mesh has not finished the deletion'}); "
+            "run `chaosctl stop` (docs/RUNBOOK.md#chaos-fault-removal-failing)"
+        )
+
+
+#: XCom key of the teardown's record when it gives up (its return value when it succeeds).
+REMOVAL_KEY = "removal"
+
+
+def _describe(ref: dict[str, Any]) -> str:
+    return f"{ref['kind']} {ref['namespace']}/{ref['name']}"
+
+
+class Removal:
+    """The state of one teardown: the run's objects as last listed, the last error, since when
+    removal has been failing. `round()` lists and deletes once and says how long to wait."""
+
+    def __init__(self, hook: ChaosMeshHook, selector: str, deletion_timeout_s: float, log: Any) -> None:
+        self.hook = hook
+        self.selector = selector
+        self.deletion_timeout_s = deletion_timeout_s
+        self.log = log
+        self.left: list[dict[str, Any]] = []  # as last listed (kept when a list fails)
+        self.seen: dict[str, dict[str, Any]] = {}  # every object of the run met, by uid or name
+        self.gone = False
+        self.error = ""
+        self.failing_since: float | None = None  # monotonic time of the first failed round in a row
+        self.failing_since_wall: float | None = None
+        self.failed_rounds = 0
+        self.forced: set[str] = set()
+
+    def round(self) -> float | None:
+        """One list and the deletes it calls for; the wait before the next round (None: the poll
+        interval, while deletions are under way; 0: at once, after deletes were accepted)."""
+        errors: list[str] = []
+        requested = False
+        try:
+            self.left = [o | {"kind": o.get("kind") or kind.value} for kind in ChaosKind for o in self.hook.list(kind, None, self.selector)]
+        except Exception as exc:
+            errors.append(f"listing the run's objects failed: {exc}")
+            self.log.error("cannot list the objects of this run (%s): %s; trying again", self.selector, exc)
+        else:
+            if not self.left:
+                self.gone = True
+                return 0.0
+            for obj in self.left:
+                ref = _ref_of(obj)
+                self.seen.setdefault(obj["metadata"].get("uid") or _describe(ref), ref)
+                if not obj["metadata"].get("deletionTimestamp"):
+                    try:
+                        self.hook.delete(ChaosKind(obj["kind"]), ref["name"], ref["namespace"])
+                        requested = True
+                    except Exception as exc:
+                        errors.append(f"deleting {_describe(ref)} failed: {exc}")
+                        self.log.error("could not delete %s: %s; trying again", _describe(ref), exc)
+                else:
+                    errors += self._force_if_stuck(obj, ref)
+        if errors:
+            self.error = "; ".join(errors)
+            self.failed_rounds += 1
+            if self.failing_since is None:
+                self.failing_since, self.failing_since_wall = time.monotonic(), time.time()
+            return removal_backoff_s(self.failed_rounds)
+        # A round that worked ends the failure: deletions under way are Chaos Mesh's to finish.
+        self.failed_rounds, self.failing_since, self.failing_since_wall = 0, None, None
+        return 0.0 if requested else None
+
+    def _force_if_stuck(self, obj: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+        """Past `safety.deletion_timeout` Chaos Mesh's finalizer holds the object: force its
+        clean-up once (as the watchdog, the monitor and the stop do). A failed force is an error."""
+        age = deletion_age_s(obj, dt.datetime.now(dt.timezone.utc))
+        key = obj["metadata"].get("uid") or _describe(ref)
+        if age is None or age <= self.deletion_timeout_s or key in self.forced or is_forced(obj):
+            return []
+        try:
+            force_finalizers(self.hook, ObjectRef.of(obj))
+        except Exception as exc:
+            self.log.error("deletion of %s stuck for %.0f s and its clean-up could not be forced: %s", _describe(ref), age, exc)
+            return [f"forcing the finalizer clean-up of {_describe(ref)} failed: {exc}"]
+        self.forced.add(key)
+        self.log.error("deletion of %s stuck for %.0f s (safety.deletion_timeout %g s): forced Chaos Mesh's finalizer clean-up; "
+                       "its fault may still be applied, check the targets", _describe(ref), age, self.deletion_timeout_s)
+        metrics.push("deletion_forced", extra={"by": "teardown"})
+        return []
+
+    def record(self, timeout_s: float, *, gave_up: bool) -> dict[str, Any]:
+        """What `removal_failed` and the result say: every object still there, since when, the last error."""
+        since = self.failing_since_wall
+        return {
+            "failed": gave_up,
+            "still_on_cluster": [_ref_of(o) | {"deleting_since": o["metadata"].get("deletionTimestamp")} for o in self.left],
+            "error": self.error,
+            "failing_since": since,
+            "timeout_s": timeout_s,
+            "at": time.time(),
+        }
+
+
+def _ref_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """kind, namespace, name and what the object says of its run (experiment, tier, dag_id, run_id...)."""
+    return {k: v for k, v in experiment_of_object(obj).items() if v is not None}

@@ -13,6 +13,7 @@ from chaos_engineering.notify import announce
 from chaos_engineering.operators.approval import APPROVAL_KEY
 from chaos_engineering.operators.common import policy_or_fail, run_identity, write_run_note
 from chaos_engineering.operators.drill import DRILL_KEY
+from chaos_engineering.operators.fault import REMOVAL_KEY
 from chaos_engineering.operators.recovery import STAGES
 from chaos_engineering.verification import run_id_problem
 
@@ -69,6 +70,15 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
     return "aborted", "the run did not complete every step" + (f" ({', '.join(failed)} did not pass)" if failed else "")
 
 
+def still_on_cluster(result: dict[str, Any]) -> str | None:
+    """The sentence naming what the teardown gave up on, if it did: the fault may still be applied."""
+    removal = result.get("removal") or {}
+    if not removal.get("failed"):
+        return None
+    names = ", ".join(f"{o.get('kind')} {o.get('namespace')}/{o.get('name')}" for o in removal.get("still_on_cluster") or []) or "the run's objects"
+    return f"THE FAULT MAY STILL BE APPLIED: the teardown could not remove {names} ({removal.get('error') or 'deletion not finished'}); run `chaosctl stop`"
+
+
 def report_link(dag_id: str, run_id: str) -> str:
     """The run's HTML report as the Airflow api-server serves it (the plugin's reports route)."""
     return f"/chaos/reports/{quote(dag_id, safe='')}/{quote(run_id, safe='')}/report.html"
@@ -107,13 +117,16 @@ class WriteResultOperator(BaseOperator):
             "preflight": pull("preflight"),
             "fault": pull("inject"),
             "monitor": pull("monitor", key="monitor"),
-            "removal": pull("remove_fault"),
+            # The teardown's return value, or the record it pushed before giving up.
+            "removal": pull("remove_fault") or pull("remove_fault", key=REMOVAL_KEY),
             "recovery": {s: pull(f"recovery_{s}", key="recovery") for s in STAGES},
             "drill": pull("dr_probe", key=DRILL_KEY),
             "task_states": {t: s for t, s in states.items() if t != context["task"].task_id},
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         result["verdict"], result["verdict_reason"] = verdict(result)
+        if left := still_on_cluster(result):
+            result["verdict_reason"] += f"; {left}"
         policy = policy_or_fail()
         folder = run_folder(policy.reports.base_url, policy.reports.conn_id, dag_id, run_id, context["dag_run"].run_after)
         try:

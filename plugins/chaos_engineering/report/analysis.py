@@ -352,7 +352,7 @@ def _ended_by(result: Mapping[str, Any]) -> str | None:
         # Someone else deleted the object: the monitor's event names who when it could tell.
         by = (monitor.get("removed_by") or {}).get("by")
         return by if by in ("emergency_stop", "watchdog") else "outside"
-    return {"completed": "duration", "breach": "breach", "halted": "emergency_stop"}.get(status) or ("teardown" if result.get("removal") else "unknown")
+    return {"completed": "duration", "breach": "breach", "halted": "emergency_stop"}.get(status) or ("teardown" if (result.get("removal") or {}).get("removed_at") else "unknown")
 
 
 def _fault_end(result: Mapping[str, Any]) -> float | None:

@@ -142,6 +142,9 @@ def _timeline(result: Mapping[str, Any], run: RunAnalysis, approvals: list[dict[
     elif monitor.get("status") == "gone":
         events.append((monitor.get("at"), "fault_ended", "Fault ended", "removed from outside (emergency stop or watchdog)"))
     events.append((removal.get("removed_at"), "fault_removed", "Fault removed", f"{len(removal.get('removed') or [])} object(s) confirmed gone"))
+    if removal.get("failed"):
+        left = ", ".join(f"{o.get('kind')} {o.get('namespace')}/{o.get('name')}" for o in removal.get("still_on_cluster") or []) or "unknown objects"
+        events.append((removal.get("at"), "removal_failed", "Fault removal FAILED", f"still on the cluster: {left}; {removal.get('error') or 'deletion not finished'}"))
     events += [(s.at, f"recovery_{s.stage}", f"Recovery: {s.stage}", _stage_outcome(s)) for s in run.stages]
     events.append((result.get("written_at"), "result_written", "Result written", result.get("verdict") or ""))
     timeline = [
