@@ -9,7 +9,12 @@ Housekeeping so that nothing of ours outlives its run:
    the experiment lock nor a fresh heartbeat) — logged as a warning with the run they came from;
 3. frees a **stale lock** (its Lease expired: the holder died);
 4. deletes heartbeat Leases of faults that no longer exist;
-5. prunes run report folders older than `reports.retention_days` of the policy (age = the
+5. writes **pending reports**: finished runs of the tiers and the DR drill (last 7 days, at most
+   `reports.retention_days`) without a complete report set (no `report.json`): `result.json` from
+   `write_result`'s XCom (key `result`, read through the REST API, connection
+   `airflow_api_default`) when storage was down at the run's end, then the report from
+   Prometheus' series — each listed in the summary;
+6. prunes run report folders older than `reports.retention_days` of the policy (age = the
    result's `written_at`, else the end of the folder's month: never too early).
 
 The task fails only when part of the pass could not be done; the log lists every removal.

@@ -1,4 +1,5 @@
-"""Daily housekeeping: finished and orphaned chaos objects, a stale lock, stale heartbeats, old reports.
+"""Daily housekeeping: finished and orphaned chaos objects, a stale lock, stale heartbeats, old reports,
+and reports left pending while object storage was down.
 
 Without Airflow's database (a task cannot reach it in Airflow 3), a run is *live* when it holds
 the experiment lock (holder `<dag_id>/<run_id>`, from the object's annotations) or its fault's
@@ -11,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from chaos_engineering.emergency import ObjectRef, owned_objects
 from chaos_engineering.heartbeat import ANNOTATION_FAULT_KIND, LABEL_HEARTBEAT_OF, Beat, Heartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock, LockState
+from chaos_engineering.operators.result import RESULT_KEY, run_folder, write_result
 from chaos_engineering.render import OWNED_SELECTOR
 from chaos_engineering.triggers import fault_state
 from chaos_engineering.watchdog import DEFAULT_GRACE_S, _parse_time
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 
 #: An object of ours younger than this is never an orphan: its run may be between steps.
 ORPHAN_GRACE_S = 3600.0
+#: The DAGs whose runs end with write_result and report (the tiers and the DR drill).
+REPORTED_DAGS = ("chaos_low_risk", "chaos_medium_risk", "chaos_high_risk", "chaos_dr_drill")
+#: How far back pending reports are written: Prometheus still holds those days' series.
+PENDING_LOOKBACK_DAYS = 7
 _YEAR, _MONTH = re.compile(r"^\d{4}$"), re.compile(r"^(0[1-9]|1[0-2])$")
 
 
@@ -46,6 +53,11 @@ class MaintenanceReport:
     stale_lock: LockState | None = None
     heartbeats: list[str] = field(default_factory=list)
     pruned_reports: list[str] = field(default_factory=list)
+    #: `<dag_id>/<run_id>: wrote ... into <folder>`: reports written late (storage was down).
+    pending_reports: list[str] = field(default_factory=list)
+    #: Finished runs with neither result.json nor a result in XCom (ran before results were kept
+    #: in XCom, or write_result never ran): nothing to write them from.
+    unrecoverable: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,6 +68,8 @@ class MaintenanceReport:
             "stale_lock": self.stale_lock.holder if self.stale_lock else None,
             "heartbeats": self.heartbeats,
             "pruned_reports": self.pruned_reports,
+            "pending_reports": self.pending_reports,
+            "unrecoverable": self.unrecoverable,
             "errors": self.errors,
         }
 
@@ -65,6 +79,9 @@ class MaintenanceReport:
         if self.stale_lock:
             lines.append(f"  STALE LOCK released (held by {self.stale_lock.holder}, expired {self.stale_lock.expires()})")
         lines.append(f"  deleted {len(self.heartbeats)} stale heartbeat(s); pruned {len(self.pruned_reports)} report folder(s)")
+        lines.append(f"  wrote {len(self.pending_reports)} pending report(s)")
+        lines += [f"  PENDING REPORT {p}" for p in self.pending_reports]
+        lines += [f"  NO RESULT {u}" for u in self.unrecoverable]
         lines += [f"  ERROR: {e}" for e in self.errors]
         return "\n".join(lines)
 
@@ -219,6 +236,56 @@ def prune_reports(base: ObjectStoragePath, retention_days: int, report: Maintena
             report.errors.append(f"cannot delete {folder}: {exc}")
 
 
+def _time(value: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def write_pending_reports(
+    api: Any,
+    base_url: str,
+    conn_id: str | None,
+    build: Callable[[dict[str, Any], ObjectStoragePath], list[Any]],
+    report: MaintenanceReport,
+    *,
+    lookback_days: int = PENDING_LOOKBACK_DAYS,
+    dag_ids: tuple[str, ...] = REPORTED_DAGS,
+    now: dt.datetime,
+) -> None:
+    """Finished runs of the last `lookback_days` whose report set is incomplete (no report.json):
+    result.json is written from write_result's XCom when missing, then `build(result, folder)`
+    writes the report. `api` is an AirflowApiHook: a task cannot read the metadata DB."""
+    since = now - dt.timedelta(days=lookback_days)
+    for dag_id in dag_ids:
+        try:
+            runs = api.dag_runs(dag_id, run_after_gte=since)
+        except Exception as exc:
+            report.errors.append(f"cannot list the runs of {dag_id} through Airflow's REST API: {exc}")
+            continue
+        for run in runs:
+            name = f"{dag_id}/{run['dag_run_id']}"
+            try:
+                folder = run_folder(base_url, conn_id, dag_id, run["dag_run_id"], _time(run["run_after"]))
+                if (folder / "report.json").exists():
+                    continue
+                wrote: list[str] = []
+                if (folder / "result.json").exists():
+                    result = json.loads((folder / "result.json").read_text())
+                else:
+                    result = api.xcom_value(dag_id, run["dag_run_id"], "write_result", RESULT_KEY)
+                    if not isinstance(result, dict):
+                        report.unrecoverable.append(f"{name}: no result.json in {folder} and no result in write_result's XCom ({RESULT_KEY!r})")
+                        log.warning("%s", report.unrecoverable[-1])
+                        continue
+                    write_result(folder, result)
+                    wrote.append("result.json")
+                wrote += [getattr(p, "name", str(p)) for p in build(result, folder)]
+                report.pending_reports.append(f"{name}: wrote {', '.join(wrote)} into {folder}")
+                log.warning("pending report of %s written: %s", name, report.pending_reports[-1])
+            except Exception as exc:
+                report.errors.append(f"pending report of {name}: {type(exc).__name__}: {exc}")
+
+
 def maintain(
     hook: ChaosMeshHook,
     lock_namespace: str,
@@ -228,14 +295,19 @@ def maintain(
     orphan_grace_s: float = ORPHAN_GRACE_S,
     heartbeat_grace_s: float = DEFAULT_GRACE_S,
     now: dt.datetime | None = None,
+    pending: Callable[[MaintenanceReport, dt.datetime], None] | None = None,
 ) -> MaintenanceReport:
-    """One pass of everything; never raises for one failing item (each is in `errors`)."""
+    """One pass of everything; never raises for one failing item (each is in `errors`).
+    `pending(report, now)` writes pending reports (write_pending_reports, bound by the caller)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     report = MaintenanceReport()
     # Objects first, while the lock still says which run is live; then the lock if it expired.
     clean_chaos_objects(hook, lock_namespace, report, orphan_grace_s=orphan_grace_s, heartbeat_grace_s=heartbeat_grace_s, now=now)
     release_stale_lock(hook, lock_namespace, report, now=now)
     delete_stale_heartbeats(hook, report, grace_s=heartbeat_grace_s, now=now)
+    # Pending reports before pruning: a run is written, never pruned, inside the look-back.
+    if pending is not None:
+        pending(report, now)
     prune_reports(reports_base, retention_days, report, now=now)
     log.info("%s", report.summary())
     return report

@@ -3,6 +3,8 @@ API; and the run's note, the one thing the DAG writes there."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from functools import cached_property
 from typing import Any
@@ -23,7 +25,10 @@ class AirflowApiError(RuntimeError):
 
 
 class AirflowApiHook(BaseHook):
-    """Reads what Airflow itself recorded about a run, never what its tasks wrote (XCom, states).
+    """Reads what Airflow itself recorded about a run (human-in-the-loop answers, runs), which the
+    inject step trusts instead of what tasks wrote; and, for the maintenance DAG only, the result
+    a run kept in XCom while object storage was down (`xcom_value`), which is never used to decide
+    an injection.
 
     A task cannot read another task's human-in-the-loop record through the execution API (its
     token is scoped to itself), so the inject step asks the api-server, as a user would.
@@ -109,3 +114,35 @@ class AirflowApiHook(BaseHook):
         """Replace the run's note (what the runs list and the run's page show)."""
         path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
         self._call("PATCH", path, params={"update_mask": "note"}, json={"note": note})
+
+    def dag_runs(self, dag_id: str, *, run_after_gte: dt.datetime, states: tuple[str, ...] = ("success", "failed")) -> list[dict[str, Any]]:
+        """The DAG's runs (`dag_run_id`, `run_after`, `state`, ...) from `run_after_gte` on, every page."""
+        path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
+        runs: list[dict[str, Any]] = []
+        while True:
+            params = {"run_after_gte": run_after_gte.isoformat(), "state": list(states), "order_by": "run_after", "limit": 100, "offset": len(runs)}
+            page = self._call("GET", path, params=params).json()
+            runs += page.get("dag_runs") or []
+            if not page.get("dag_runs") or len(runs) >= int(page.get("total_entries") or 0):
+                return runs
+
+    def xcom_value(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """A task's XCom value as stored (plain JSON when the task pushed plain JSON), or None when
+        it pushed nothing under `key`."""
+        path = (
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
+            f"/taskInstances/{quote(task_id, safe='')}/xcomEntries/{quote(key, safe='')}"
+        )
+        try:
+            value = self._call("GET", path, params={"map_index": map_index}).json().get("value")
+        except AirflowApiError as exc:
+            if " answered 404" in str(exc):
+                return None
+            raise
+        # The API answers the raw stored value: a JSON document as a string, or already parsed.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value

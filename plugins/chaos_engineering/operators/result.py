@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from chaos_engineering.notify import announce
 from chaos_engineering.operators.approval import APPROVAL_KEY
 from chaos_engineering.operators.common import policy_or_fail, run_identity, write_run_note
@@ -18,8 +20,53 @@ from chaos_engineering.operators.recovery import STAGES
 from chaos_engineering.verification import run_id_problem
 
 RESULT_SCHEMA_VERSION = 1
+#: The XCom key of the whole result, pushed before storage is touched: storage may be down.
+RESULT_KEY = "result"
+#: How long one task waits for object storage (retrying with backoff) before going on without it.
+#: One attempt may take longer by itself: the storage client's own retries and timeouts.
+STORAGE_DEADLINE_S = 120.0
+PENDING_SENTENCE = "report pending: object storage unavailable; the maintenance DAG writes it when storage returns"
 APPROVAL_TASKS = ("approve_by_policy", "approve_sre", "approve_executive")
 STEP_ORDER = ("plan", *APPROVAL_TASKS, "window_guard", "preflight", "acquire_lock", "dr_probe", "dr_probe_ready", "inject")
+
+
+T = TypeVar("T")
+
+
+class StorageUnavailable(RuntimeError):
+    """Object storage did not answer within the deadline (the message names what and why)."""
+
+
+def with_storage_retries(action: Callable[[], T], what: str, *, deadline_s: float = STORAGE_DEADLINE_S, log: logging.Logger | None = None) -> T:
+    """`action()`, retried with exponential backoff (1 s to 15 s) until `deadline_s`.
+
+    Any error but Airflow's own is retried: each filesystem raises its own (s3fs lets botocore's
+    EndpointConnectionError through, not an OSError)."""
+    import tenacity
+
+    log = log or logging.getLogger(__name__)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        log.warning("%s failed (attempt %d): %s; retrying", what, state.attempt_number, state.outcome.exception() if state.outcome else "?")
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(deadline_s),
+        wait=tenacity.wait_exponential(multiplier=1, min=1, max=15),
+        retry=tenacity.retry_if_exception(lambda exc: not isinstance(exc, AirflowException)),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(action)
+    except AirflowException:
+        raise
+    except Exception as exc:
+        raise StorageUnavailable(f"{what}: {type(exc).__name__}: {exc} (gave up after {deadline_s:g} s)") from exc
+
+
+def as_json(value: Any) -> Any:
+    """The value exactly as result.json holds it: plain JSON, the same through XCom and REST."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def run_folder(base_url: str, conn_id: str | None, dag_id: str, run_id: str, when: dt.datetime) -> ObjectStoragePath:
@@ -96,6 +143,10 @@ class WriteResultOperator(BaseOperator):
 
     ui_color = "#f1f3f4"
 
+    def __init__(self, *, storage_deadline_s: float = STORAGE_DEADLINE_S, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.storage_deadline_s = storage_deadline_s
+
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
         dag_id, run_id = run_identity(context)
@@ -127,19 +178,25 @@ class WriteResultOperator(BaseOperator):
         result["verdict"], result["verdict_reason"] = verdict(result)
         if left := still_on_cluster(result):
             result["verdict_reason"] += f"; {left}"
+        result = as_json(result)
+        # First the result where nothing can lose it: storage may be down for hours.
+        ti.xcom_push(key=RESULT_KEY, value=result)
         policy = policy_or_fail()
         folder = run_folder(policy.reports.base_url, policy.reports.conn_id, dag_id, run_id, context["dag_run"].run_after)
+        path = folder / "result.json"
+        storage_error = None
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / "result.json"
-            path.write_text(json.dumps(result, indent=2, default=str))
-        except OSError as exc:
-            raise AirflowFailException(f"cannot write the result to {folder}: {exc}") from exc
-        self.log.info("verdict %s (%s); result at %s", result["verdict"], result["verdict_reason"], path)
+            with_storage_retries(lambda: write_result(folder, result), f"writing {path}", deadline_s=self.storage_deadline_s, log=self.log)
+            self.log.info("verdict %s (%s); result at %s", result["verdict"], result["verdict_reason"], path)
+        except StorageUnavailable as exc:
+            storage_error = str(exc)
+            self.log.error("%s; the result is kept in XCom (key %r): %s", storage_error, RESULT_KEY, PENDING_SENTENCE)
         if result["fault"]:
             announce("recovery_verdict", context=context, plan=plan, result=result)
         failed = sorted(t for t, s in result["task_states"].items() if s in ("failed", "upstream_failed"))
         note = final_note(plan, result["verdict"], result["verdict_reason"], dag_id, run_id)
+        if storage_error:
+            note += f"\n\n{PENDING_SENTENCE[0].upper()}{PENDING_SENTENCE[1:]}."
         write_run_note(context, note)
         return {
             "path": str(path),
@@ -147,7 +204,20 @@ class WriteResultOperator(BaseOperator):
             "reason": result["verdict_reason"],
             "failed_steps": failed,
             "note": note,
+            "stored": storage_error is None,
+            "storage_error": storage_error,
         }
+
+
+def write_result(folder: ObjectStoragePath, result: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+def pending_result(result: dict[str, Any], storage_error: str | None) -> dict[str, Any]:
+    """The result as the final message shows it when its report could not be written."""
+    why = f" ({storage_error})" if storage_error else ""
+    return dict(result, verdict_reason=f"{result.get('verdict_reason') or ''}; {PENDING_SENTENCE}{why}".lstrip("; "))
 
 
 class RunVerdictOperator(BaseOperator):
@@ -177,19 +247,31 @@ class RunVerdictOperator(BaseOperator):
         return self.outcome
 
     def _announce(self, context: Any) -> None:
-        """`finished`, with the report when the report step wrote one (and the result alone if not)."""
+        """`finished`, with the report when the report step wrote one (and the result alone if not).
+
+        When storage is unavailable the message is built from the result write_result kept in
+        XCom, and says the report is pending: the run's end is announced whatever storage does."""
         policy = policy_or_fail()
         folder = ObjectStoragePath(self.outcome["path"], conn_id=policy.reports.conn_id).parent
         extra: dict[str, Any] = {}
-        try:
-            result = json.loads((folder / "result.json").read_text())
-            if (folder / "report.json").exists():
-                extra = {
-                    "report": json.loads((folder / "report.json").read_text()),
-                    "report_url": str(folder / "report.html"),
-                    "report_pdf": (folder / "report.pdf").read_bytes(),
-                }
-        except OSError as exc:
-            self.log.warning("cannot read the run's files for the final message: %s", exc)
-            return
+        problem = None if self.outcome.get("stored", True) else self.outcome.get("storage_error") or "result.json was not written"
+        result = None
+        if problem is None:
+            try:
+                result = json.loads((folder / "result.json").read_text())
+                if (folder / "report.json").exists():
+                    extra = {
+                        "report": json.loads((folder / "report.json").read_text()),
+                        "report_url": str(folder / "report.html"),
+                        "report_pdf": (folder / "report.pdf").read_bytes(),
+                    }
+            except Exception as exc:
+                problem = f"cannot read the run's files: {type(exc).__name__}: {exc}"
+                result, extra = None, {}
+        if problem is not None:
+            kept = context["ti"].xcom_pull(task_ids="write_result", key=RESULT_KEY)
+            if not kept:
+                raise AirflowFailException(f"{problem}, and write_result kept no result in XCom (key {RESULT_KEY!r}): nothing to announce")
+            self.log.error("%s: announcing from the result kept in XCom; %s", problem, PENDING_SENTENCE)
+            result = pending_result(kept, problem)
         announce("finished", context=context, result=result, extra=extra)
