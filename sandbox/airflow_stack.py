@@ -483,6 +483,19 @@ class AirflowStack:
     def rss_bytes(self) -> int:
         return self.memory()["rss"]
 
+    def restart(self, name: str, *, down_s: float = 0.0) -> None:
+        """SIGKILL one component's process group (a crash: no clean shutdown; its forked children go
+        with it: with LocalExecutor the scheduler's workers and the task they run), wait `down_s`,
+        start it again."""
+        process = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        time.sleep(down_s)
+        arguments = self.broker.worker_command() if name == CELERY_WORKER and self.broker else [name]
+        self._spawn(name, arguments)
+
     # -- stop -----------------------------------------------------------------------------------
 
     def stop(self, grace: float = 15.0) -> None:
