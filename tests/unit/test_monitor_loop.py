@@ -224,14 +224,15 @@ def test_the_removal_backoff_doubles_and_stays_bounded(attempt):
 @pytest.mark.parametrize(
     ("fault", "ends_in_s", "state"),
     [
-        (obj(paused=True, stopped=True), 60, "paused"),
-        (obj(paused=True, stopped=True), -1, "ended"),  # its duration is over: un-pausing cannot bring it back
-        (obj(paused=True), None, "paused"),  # no end given: from its creation and duration
-        (obj(paused=True, stopped=True, created=time.time() - 600, duration="2m"), None, "ended"),
-        (obj(paused=True, duration=""), None, "paused"),  # no duration: paused until someone removes it
-        (obj(stopped=True), 60, "ended"),
+        # Built when the test runs, not at collection: their ages count from now.
+        (lambda: obj(paused=True, stopped=True), 60, "paused"),
+        (lambda: obj(paused=True, stopped=True), -1, "ended"),  # its duration is over: un-pausing cannot bring it back
+        (lambda: obj(paused=True), None, "paused"),  # no end given: from its creation and duration
+        (lambda: obj(paused=True, stopped=True, created=time.time() - 600, duration="2m"), None, "ended"),
+        (lambda: obj(paused=True, duration=""), None, "paused"),  # no duration: paused until someone removes it
+        (lambda: obj(stopped=True), 60, "ended"),
     ],
     ids=["paused-before-its-end", "paused-past-its-end", "end-from-the-object", "end-from-the-object-passed", "no-duration", "not-paused"],
 )
 def test_fault_state_of_a_paused_fault(fault, ends_in_s, state):
-    assert fault_state(fault, ends_at=None if ends_in_s is None else time.time() + ends_in_s) == state
+    assert fault_state(fault(), ends_at=None if ends_in_s is None else time.time() + ends_in_s) == state
