@@ -212,3 +212,18 @@ def test_pending_reports_are_written_from_xcom_and_listed(tmp_path):
     assert {since for _, since in api.asked} == {now - pendulum.duration(days=7)}
     assert "PENDING REPORT chaos_low_risk/manual__pending" in report.summary()
     assert "NO RESULT chaos_low_risk/manual__lost" in report.summary()
+
+
+def test_a_bug_is_raised_at_once_not_taken_for_a_storage_outage():
+    from chaos_engineering.operators.result import is_storage_error
+
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise TypeError("write_report() got an unexpected keyword argument")
+
+    with pytest.raises(TypeError):
+        with_storage_retries(broken, "writing x", deadline_s=30)
+    assert calls == [1]
+    assert is_storage_error(ConnectionError("refused")) and not is_storage_error(KeyError("path"))

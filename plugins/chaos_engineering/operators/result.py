@@ -38,10 +38,8 @@ class StorageUnavailable(RuntimeError):
 
 
 def with_storage_retries(action: Callable[[], T], what: str, *, deadline_s: float = STORAGE_DEADLINE_S, log: logging.Logger | None = None) -> T:
-    """`action()`, retried with exponential backoff (1 s to 15 s) until `deadline_s`.
-
-    Any error but Airflow's own is retried: each filesystem raises its own (s3fs lets botocore's
-    EndpointConnectionError through, not an OSError)."""
+    """`action()`, retried with exponential backoff (1 s to 15 s) until `deadline_s` while it
+    fails as storage fails (`is_storage_error`); any other error (a bug) is raised at once."""
     import tenacity
 
     log = log or logging.getLogger(__name__)
@@ -52,16 +50,28 @@ def with_storage_retries(action: Callable[[], T], what: str, *, deadline_s: floa
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_delay(deadline_s),
         wait=tenacity.wait_exponential(multiplier=1, min=1, max=15),
-        retry=tenacity.retry_if_exception(lambda exc: not isinstance(exc, AirflowException)),
+        retry=tenacity.retry_if_exception(is_storage_error),
         before_sleep=before_sleep,
         reraise=True,
     )
     try:
         return retrying(action)
-    except AirflowException:
-        raise
     except Exception as exc:
+        if not is_storage_error(exc):
+            raise
         raise StorageUnavailable(f"{what}: {type(exc).__name__}: {exc} (gave up after {deadline_s:g} s)") from exc
+
+
+#: Packages whose errors mean "the storage did not answer": each filesystem raises its own (s3fs
+#: lets botocore's EndpointConnectionError through, not an OSError).
+STORAGE_PACKAGES = frozenset({"botocore", "aiobotocore", "s3fs", "fsspec", "aiohttp", "gcsfs", "adlfs", "azure"})
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """An OSError, or an error of a storage client's own package (not Airflow's, not a bug of ours)."""
+    if isinstance(exc, AirflowException):
+        return False
+    return isinstance(exc, OSError) or any(c.__module__.split(".")[0] in STORAGE_PACKAGES for c in type(exc).__mro__)
 
 
 def as_json(value: Any) -> Any:
