@@ -83,6 +83,26 @@ def test_rules_use_only_metrics_we_export_or_record() -> None:
             assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown metrics {unknown}"
 
 
+def test_a_rule_reads_only_recordings_made_before_it_in_its_own_group() -> None:
+    """Prometheus evaluates rule groups independently (promtool in a random order) and the rules
+    of a group in order: a rule reading a recording of another group, or of a later rule, reads
+    the previous evaluation's value, one interval late (and promtool's tests flake on it)."""
+    groups = rule_groups()
+    recorded_in = {rule["record"]: group["name"] for group in groups for rule in group["rules"] if "record" in rule}
+    for group in groups:
+        recorded_so_far: set[str] = set()
+        for rule in group["rules"]:
+            reads = metric_names(str(rule["expr"])) & recorded_in.keys()
+            late = reads - recorded_so_far
+            assert not late, (
+                f"{rule.get('alert') or rule.get('record')} (group {group['name']}) reads {sorted(late)}, "
+                f"recorded in {sorted({recorded_in[m] for m in late})} {'after it' if all(recorded_in[m] == group['name'] for m in late) else ''}: "
+                "put the rule after its recordings, in their group"
+            )
+            if "record" in rule:
+                recorded_so_far.add(rule["record"])
+
+
 def test_tier_limits_match_the_safety_policy() -> None:
     policy = yaml.safe_load((RULES_FILE.parents[1] / "safety_policy.yaml").read_text())
     recorded = {
