@@ -2,6 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Two pytest workers (tests/conftest.py: the end-to-end tests on one, the rest beside them);
+# WORKERS= runs everything in this process.
+WORKERS ?= -n 2 --no-loadscope-reorder
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml Makefile | sha1sum | cut -c1-12)
 
 .PHONY: install system system-tests test demo sandbox-up sandbox-down validate clean
@@ -28,7 +31,7 @@ system-tests:
 
 ## Runs every test (unit, sandbox, Airflow end-to-end).
 test: install system-tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(WORKERS) $(PYTEST_ARGS)
 
 ## The demo on the sandbox: a fault applied through the Kubernetes API and seen in Prometheus.
 demo: install system

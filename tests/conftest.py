@@ -31,6 +31,33 @@ def shared_dir() -> Path:
     return path
 
 
+# --- two workers (`make test`: pytest-xdist, -n 2 --no-loadscope-reorder) -----------------------
+
+E2E_SCOPE = "tests/e2e/"
+#: End-to-end modules that start an Airflow of their own (another executor, the demo's, the
+#: harness checks, the pipelines'): each may run on either worker, beside the shared one.
+OWN_AIRFLOW = frozenset(f"{E2E_SCOPE}{name}.py" for name in ("test_celery_path", "test_demo", "test_harness_smoke", "test_pipelines"))
+
+
+@pytest.hookimpl(optionalhook=True)  # only with pytest-xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """A module runs whole on one worker (its module fixtures start once). The end-to-end modules
+    on the session's shared Airflow (tests/e2e/conftest.py `chaos`) run one after another on one
+    worker; the few with an Airflow of their own (`OWN_AIRFLOW`) and the rest run on the other.
+    At most two Airflows run at once, on two cores; most of the rest waits on the sandbox's clock,
+    not the CPU. Each worker is a pytest session with a sandbox of its own (`sandbox` below).
+    (xdist's own `--dist loadgroup` cannot group here: it renames test ids, which pytest 9 no
+    longer lets it.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EndToEndTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return E2E_SCOPE if module.startswith(E2E_SCOPE) and module not in OWN_AIRFLOW else module
+
+    return EndToEndTogether(config, log)
+
+
 # --- the sandbox: one per session, started as early as possible -----------------------------
 
 # A recording rule handed to Prometheus through --rule-file, to prove extra rule files load.
@@ -116,3 +143,4 @@ def _wait_for_metrics(sandbox: Sandbox, timeout: float = 90) -> None:
     while missing := [n for n, t in policy.safety.thresholds.items() if api.value(t.query) is None]:
         assert time.monotonic() < deadline, f"no data for {missing} after {timeout} s"
         time.sleep(1)
+

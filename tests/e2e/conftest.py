@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.airflow_stack import AirflowStack
+from tests.integration.receivers import S3Server
 
 StackFactory = Callable[..., AirflowStack]
 
@@ -16,6 +17,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: starts a real Airflow (four processes, PostgreSQL) and drives its REST API"
     )
+    config.addinivalue_line(
+        "markers",
+        "no_preflight: no run of the test reaches pre-flight (refused before, or no tier run at all), so its "
+        "setup does not wait for a steady platform: it runs while an earlier test's fault leaves the windows",
+    )
+
+
+def needs_steady_platform(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's setup must wait for a platform pre-flight would pass (`no_preflight`)."""
+    return request.node.get_closest_marker("no_preflight") is None
 
 
 def start_stack(
@@ -32,10 +43,11 @@ def start_stack(
     session for reading; the caller must `stop()` the stack.
     """
     home = tmp_path_factory.mktemp("airflow-home")
-    # Every run of a test is triggered by the test. The tier DAGs' own schedules (the low tier's
-    # rotation at its latest tick, once unpaused) would otherwise inject beside it, depending on
-    # the hour CI runs at. The timetables themselves are tested without a scheduler.
-    settings = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"} | dict(env or {})
+    # The scheduler creates runs as in production: chaos_on_deploy's asset-triggered runs need it.
+    # No tier or drill run starts by itself: their schedules are a policy switch, off in the
+    # include the tests run with (tests/e2e/test_include.py copies the shipped policy), and the
+    # maintenance and trends DAGs arrive paused. The timetables are tested without a scheduler.
+    settings = dict(env or {})
     stack = AirflowStack.start(
         home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=settings, executor=executor
     )
@@ -77,3 +89,25 @@ def airflow_stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             failures.append(error)
     if failures:
         raise failures[0]
+
+
+@pytest.fixture(scope="session")
+def s3_reports() -> Iterator[S3Server]:
+    """moto's S3 API, reachable from the session's Airflow as connection `aws_reports`."""
+    from tests.e2e.test_tier_runs import REPORTS_BUCKET
+
+    with S3Server(REPORTS_BUCKET) as s3:
+        yield s3
+
+
+@pytest.fixture(scope="session")
+def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections, s3_reports: S3Server):
+    """One Airflow (LocalExecutor) on the real dags/ and plugins/ for every end-to-end module that
+    needs no other: started once (a start costs a minute of the suite), shared in turn; each test
+    rewrites the policy it runs under and leaves nothing of ours on the cluster (`clean_up_after`),
+    and each module's last test leaves no run of the chaos DAGs going (`end_active_runs`). A module
+    with another executor or Airflow builds its own `chaos`."""
+    from tests.e2e.test_tier_runs import chaos_on_airflow
+
+    with chaos_on_airflow(tmp_path_factory, sandbox, connections, s3=s3_reports) as chaos:
+        yield chaos

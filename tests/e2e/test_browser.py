@@ -32,7 +32,7 @@ from chaos_engineering.halt import HaltFlag
 from sandbox.airflow_stack import VERIFIER
 from sandbox.steady import wait_steady
 from tests.e2e.browser_support import AirflowUI, Screenshots, chromium, in_viewport_without_scrolling, wait_until
-from tests.e2e.test_tier_runs import NAMESPACE, Chaos, active_faults, chaos_on_airflow, clean_up_after, policy_of
+from tests.e2e.test_tier_runs import NAMESPACE, Chaos, active_faults, clean_up_after, policy_of
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +53,6 @@ class Journey:
 
     def need(self, step: str) -> None:
         assert step in self.done, f"step {step!r} did not complete earlier in this module; this step builds on it"
-
-
-@pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
-    with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
-        yield chaos
 
 
 @pytest.fixture(scope="module")

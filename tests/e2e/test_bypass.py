@@ -27,7 +27,8 @@ from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from sandbox.airflow_client import AirflowApiError, AirflowClient
 from sandbox.airflow_stack import VERIFIER
 from tests.integration.chaos_support import create_fault, get, remove, wait_injected
-from tests.e2e.test_tier_runs import ALL_DAY, NAMESPACE, Chaos, FaultWatch, chaos_on_airflow, policy_of
+from tests.e2e.conftest import needs_steady_platform
+from tests.e2e.test_tier_runs import ALL_DAY, NAMESPACE, Chaos, FaultWatch, clean_up_after, policy_of
 from sandbox.steady import wait_steady
 
 pytestmark = pytest.mark.e2e
@@ -37,18 +38,19 @@ OPEN = {"business_hours.weekly": {}, "business_hours.freeze_dates": [], "tiers.m
 MEDIUM = "chaos_medium_risk"
 
 
-@pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
-    with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
-        chaos.mallory = chaos.stack.client("mallory")
-        yield chaos
+@pytest.fixture(scope="module", autouse=True)
+def mallory(chaos: Chaos) -> Iterator[None]:
+    chaos.mallory = chaos.stack.client("mallory")
+    yield
+    clean_up_after(chaos, "the bypass module")
 
 
 @pytest.fixture(autouse=True)
-def open_window(chaos: Chaos) -> Iterator[None]:
+def open_window(chaos: Chaos, request: pytest.FixtureRequest) -> Iterator[None]:
     chaos.policy(**OPEN)
     assert chaos.objects() == [] and chaos.lock_holder() is None
-    wait_steady(policy_of(chaos.include))
+    if needs_steady_platform(request):
+        wait_steady(policy_of(chaos.include))
     yield
     assert chaos.objects() == [], "a bypass left a fault of ours on the cluster"
 
@@ -114,6 +116,7 @@ def test_clearing_inject_after_a_finished_run_never_injects_again(chaos: Chaos) 
     assert watch.most == 0
 
 
+@pytest.mark.no_preflight
 def test_resuming_needs_an_answer_from_an_sre(chaos: Chaos) -> None:
     halt = HaltFlag(ChaosMeshHook(), NAMESPACE)
     halt.set("e2e", "bypass test: halted")
@@ -139,6 +142,7 @@ def test_resuming_needs_an_answer_from_an_sre(chaos: Chaos) -> None:
             halt.clear("e2e-cleanup", "bypass test over")
 
 
+@pytest.mark.no_preflight
 def test_one_person_cannot_give_both_high_tier_approvals(chaos: Chaos) -> None:
     # Airflow refuses an answer from anyone the policy does not name for the role...
     with FaultWatch(chaos) as watch:
@@ -181,6 +185,7 @@ def page_call(chaos: Chaos, method: str, path: str, client: AirflowClient | None
                             json={"reason": reason} if method == "POST" else None)
 
 
+@pytest.mark.no_preflight
 def test_every_chaos_page_endpoint_needs_a_session_and_a_viewer_may_only_look(chaos: Chaos) -> None:
     halt = HaltFlag(ChaosMeshHook(), NAMESPACE)
     fault = create_fault("page-e2e-viewer")
@@ -209,6 +214,7 @@ def test_every_chaos_page_endpoint_needs_a_session_and_a_viewer_may_only_look(ch
         remove(fault)
 
 
+@pytest.mark.no_preflight
 def test_a_stop_pressed_on_the_chaos_page_halts_in_the_users_name_and_removes_a_live_fault_within_5_s(chaos: Chaos) -> None:
     halt = HaltFlag(ChaosMeshHook(), NAMESPACE)
     fault = create_fault("page-e2e-stop")

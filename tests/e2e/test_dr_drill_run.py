@@ -4,12 +4,11 @@ RTO and RPO that agree with the sandbox's own account of the failover."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.e2e.test_tier_runs import ALL_DAY, Chaos, FaultWatch, chaos_on_airflow, clean_cluster  # noqa: F401 (autouse fixture)
+from tests.e2e.test_tier_runs import ALL_DAY, Chaos, FaultWatch, clean_cluster  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -18,12 +17,10 @@ DAG_ID = "chaos_dr_drill"
 OPEN_WINDOW = {"business_hours.weekly": {}, "business_hours.freeze_dates": [], "tiers.high.window.weekly": ALL_DAY}
 
 
-@pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
-    with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
-        chaos.admin.wait_for_dag(DAG_ID, timeout=180, unpause=False)
-        assert chaos.admin.dag(DAG_ID)["is_paused"] is False  # arrives unpaused: its schedule is a policy switch
-        yield chaos
+@pytest.fixture(scope="module", autouse=True)
+def drill_dag(chaos: Chaos) -> None:
+    chaos.admin.wait_for_dag(DAG_ID, timeout=180, unpause=False)
+    assert chaos.admin.dag(DAG_ID)["is_paused"] is False  # arrives unpaused: its schedule is a policy switch
 
 
 def platform_state(sandbox) -> dict:

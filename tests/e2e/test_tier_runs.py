@@ -23,9 +23,9 @@ from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.policy import load_policy
 from chaos_engineering.render import OWNED_SELECTOR
 from sandbox.airflow_stack import AirflowClient, AirflowStack
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import needs_steady_platform, start_stack
 from tests.e2e.test_include import make_include, write_policy
-from tests.integration.receivers import SlackReceiver, SmtpServer
+from tests.integration.receivers import S3Server, SlackReceiver, SmtpServer
 from sandbox.steady import wait_steady
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +91,17 @@ class Chaos:
     def approve(self, client: AirflowClient, dag_id: str, run_id: str, task_id: str, option: str = "Approve") -> None:
         client.respond(dag_id, run_id, task_id, [option])
 
+    def end_active_runs(self) -> list[str]:
+        """Fail every run of the chaos DAGs still going (queued or running): the tier DAGs run one
+        at a time (max_active_runs 1), so one left by a test would hold back the next test's."""
+        runs = self.admin.request("GET", "/dags/~/dagRuns", params={"state": ["queued", "running"], "limit": 100})["dag_runs"]
+        ended = []
+        for run in runs:
+            if run["dag_id"].startswith("chaos_"):
+                self.admin.request("PATCH", f"/dags/{run['dag_id']}/dagRuns/{quote(run['dag_run_id'], safe='')}", json={"state": "failed"})
+                ended.append(f"{run['dag_id']}/{run['dag_run_id']}")
+        return ended
+
 
 class FaultWatch:
     """Samples the cluster while a test runs: the most chaos objects of ours seen at once."""
@@ -120,9 +131,10 @@ class FaultWatch:
 
 @contextmanager
 def chaos_on_airflow(
-    tmp_path_factory: pytest.TempPathFactory, sandbox, connections, executor: str = "LocalExecutor"
+    tmp_path_factory: pytest.TempPathFactory, sandbox, connections, executor: str = "LocalExecutor", *, s3: S3Server | None = None
 ) -> Iterator[Chaos]:
-    """An Airflow with `executor` on the real dags/ and plugins/, every tier DAG loaded; stopped on exit."""
+    """An Airflow with `executor` on the real dags/ and plugins/, every tier DAG loaded; stopped on exit.
+    Reports go to a folder; with `s3`, connection `aws_reports` reaches it too (`reports_in(s3)`)."""
     reports = tmp_path_factory.mktemp("reports")
     include = make_include(tmp_path_factory.mktemp("chaos") / "include", reports)
     with SlackReceiver() as slack, SmtpServer() as smtp:
@@ -131,7 +143,7 @@ def chaos_on_airflow(
             "AIRFLOW_CONN_SLACK_CHAOS": slack.connection(),
             "AIRFLOW_CONN_SMTP_DEFAULT": smtp.connection(),
             "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
-        }
+        } | ({"AIRFLOW_CONN_AWS_REPORTS": s3.connection()} if s3 is not None else {})
         stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env, executor=executor)
         try:
             admin = stack.client("admin")
@@ -146,10 +158,12 @@ def chaos_on_airflow(
             stack.stop()
 
 
-@pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections) -> Iterator[Chaos]:
-    with chaos_on_airflow(tmp_path_factory, sandbox, connections) as chaos:
-        yield chaos
+REPORTS_BUCKET = "chaos-reports"
+
+
+def reports_in(s3: S3Server) -> dict[str, str]:
+    """The policy overrides that put reports in `s3` (connection `aws_reports`, `chaos_on_airflow`)."""
+    return {"reports.base_url": f"s3://{s3.bucket}/chaos", "reports.conn_id": "aws_reports"}
 
 
 def policy_of(include: Path):
@@ -163,17 +177,23 @@ def policy_of(include: Path):
 
 
 @pytest.fixture(autouse=True)
-def clean_cluster(chaos: Chaos) -> Iterator[None]:
+def clean_cluster(chaos: Chaos, request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test starts and must end with nothing of ours in the cluster and the lock free."""
+    chaos.stack.check_alive()
     chaos.policy()
     assert chaos.objects() == [] and chaos.lock_holder() is None
-    wait_steady(policy_of(chaos.include))
+    if needs_steady_platform(request):
+        wait_steady(policy_of(chaos.include))
     yield
     clean_up_after(chaos, "a test")
 
 
 def clean_up_after(chaos: Chaos, who: str) -> None:
-    """Remove what `who` left of ours (objects, the lock, the halt), then fail if it left anything."""
+    """Remove what `who` left of ours (objects, the lock, the halt), then fail if it left anything.
+    Runs it left going are ended (`Chaos.end_active_runs`) and named, not failed on: a test may
+    well leave a refused run waiting for an approval nobody will give."""
+    if ended := chaos.end_active_runs():
+        print(f"\n{who} left runs going, ended: {ended}")
     leftovers = [o["metadata"]["name"] for o in chaos.objects()]
     holder = chaos.lock_holder()
     for obj in chaos.objects():
@@ -254,6 +274,7 @@ def test_medium_run_approved_by_an_sre(chaos: Chaos) -> None:
     medium_run_approved_by_an_sre(chaos)
 
 
+@pytest.mark.no_preflight
 def test_rejected_run_injects_nothing(chaos: Chaos) -> None:
     with FaultWatch(chaos) as watch:
         run_id = chaos.admin.trigger("chaos_medium_risk", conf={"experiment": "email-service-quick-abort"})
@@ -302,6 +323,7 @@ def test_unreadable_metrics_remove_the_fault(chaos: Chaos, sandbox) -> None:
     assert result["monitor"]["breach"]["rule"] == "max_failed_reads"
 
 
+@pytest.mark.no_preflight
 def test_high_risk_manual_trigger_in_business_hours_is_refused_at_plan(chaos: Chaos) -> None:
     """A high-tier run that cannot inject in its window is refused before anyone is asked."""
     chaos.policy(**{"business_hours.weekly": ALL_DAY, "business_hours.freeze_dates": []})
@@ -390,9 +412,10 @@ def test_emergency_stop_removes_the_fault_fails_the_run_and_blocks_new_runs(chao
 
 
 def test_zz_watchdog_removes_the_fault_when_airflow_dies(chaos: Chaos, sandbox, monkeypatch) -> None:
-    """Last in the module: it kills this module's Airflow. The watchdog records the removal (the
-    experiment no longer active): later pre-flights on this sandbox need not wait for the
-    fault's lifetime to pass."""
+    """Last in the module: it kills the session's shared Airflow (conftest `chaos`), and this module
+    is the last to use it (a later one fails at once: `clean_cluster` checks the stack is alive).
+    The watchdog records the removal (the experiment no longer active): later pre-flights on this
+    sandbox need not wait for the fault's lifetime to pass."""
     import signal
     import threading
 

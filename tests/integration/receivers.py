@@ -117,3 +117,51 @@ class SilentServer:
 
     def __exit__(self, *exc) -> None:
         self.sock.close()
+
+
+class S3Server:
+    """moto's S3 API over HTTP, in this process, with one bucket. `stop()` takes it off the network
+    (an outage) and `start()` brings it back on the same port with every object still there:
+    moto keeps its state in the process, not in the server."""
+
+    CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> None:
+        if self._server is None:
+            from moto.server import ThreadedMotoServer
+
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
+            self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, **self.CREDENTIALS)
+
+    def connection(self) -> str:
+        """An Airflow `aws` connection to this server (the form's login/password and endpoint)."""
+        return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                           "extra": {"endpoint_url": self.url, "region_name": self.CREDENTIALS["region_name"]}})
+
+    def keys(self, prefix: str = "") -> list[str]:
+        listing = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def __enter__(self) -> S3Server:
+        self.start()
+        self.client().create_bucket(Bucket=self.bucket)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
