@@ -7,13 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from chaos_engineering.experiment import Experiment, parse_experiment
-from chaos_engineering.issues import ValidationIssue
+from chaos_engineering.issues import ValidationIssue, with_lines
 from chaos_engineering.policy import DEFAULT_POLICY_NAME, SafetyPolicy, Tier, default_include_dir, load_policy
 from chaos_engineering.rules import check_experiment
-from chaos_engineering.yamlload import StrictYAMLError, load_documents
+from chaos_engineering.yamlload import EMPTY_FILE, Document, YAMLFileError, read_documents
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -30,6 +28,7 @@ class Catalogue:
     experiments: dict[str, Experiment] = field(default_factory=dict)
     issues: list[ValidationIssue] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    policy_file: Path | None = None  # the policy file read
 
     @property
     def ok(self) -> bool:
@@ -52,17 +51,22 @@ def experiment_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> tuple[object, list[ValidationIssue]]:
+def _read(path: Path) -> tuple[Document | None, list[ValidationIssue]]:
     try:
-        documents = [d for d in load_documents(path.read_text()) if d is not None]
+        documents = [d for d in read_documents(path) if d.data is not None]
     except OSError as exc:
         return None, [ValidationIssue(str(path), "", "unreadable", f"cannot read the file: {exc.strerror}")]
-    except StrictYAMLError as exc:
-        return None, [ValidationIssue(str(path), exc.field, exc.rule, exc.message)]
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return None, [ValidationIssue(str(path), "", "yaml", f"not valid YAML: {exc}")]
+    except YAMLFileError as exc:
+        return None, [ValidationIssue(str(path), exc.field, exc.rule, exc.message, exc.line)]
+    if not documents:
+        return None, [ValidationIssue(str(path), "", "one-experiment", f"{EMPTY_FILE}; write one experiment in it")]
     if len(documents) != 1:
-        return None, [ValidationIssue(str(path), "", "one-experiment", f"a file holds exactly one experiment, found {len(documents)} documents")]
+        return None, [
+            ValidationIssue(
+                str(path), "", "one-experiment", f"a file holds exactly one experiment, found {len(documents)} documents; the second starts here",
+                documents[1].line,
+            )
+        ]
     return documents[0], []
 
 
@@ -71,17 +75,19 @@ def load_catalogue(paths: Iterable[Path] | None = None, policy_path: Path | None
 
     An invalid policy rejects every experiment: nothing may run under rules we cannot read.
     """
+    policy_path = policy_path or default_include_dir() / DEFAULT_POLICY_NAME
     policy, policy_issues = load_policy(policy_path)
     files = experiment_files(list(paths) if paths else [default_catalogue_dir()])
-    catalogue = Catalogue(policy=policy, issues=list(policy_issues), files=files)
+    catalogue = Catalogue(policy=policy, issues=list(policy_issues), files=files, policy_file=policy_path)
     parsed: list[tuple[Experiment, bool]] = []  # every structurally valid experiment, and whether it passed
     for path in files:
-        data, issues = _read(path)
-        if not issues:
-            experiment, issues = parse_experiment(path, data)
+        document, issues = _read(path)
+        if document is not None:
+            experiment, issues = parse_experiment(path, document.data)
             if experiment is not None:
                 issues = check_experiment(experiment, policy) if policy is not None else []
                 parsed.append((experiment, not issues and policy is not None))
+            issues = with_lines(issues, document.line_of)
         catalogue.issues += issues
 
     # Names are checked across every readable experiment, valid or not, so fixing one file never
@@ -93,13 +99,16 @@ def load_catalogue(paths: Iterable[Path] | None = None, policy_path: Path | None
         if len(same) > 1:
             sources = ", ".join(str(e.source) for e, _ in same)
             catalogue.issues += [
-                ValidationIssue(str(e.source), "name", "duplicate-name", f"{name!r} is used by more than one file ({sources}); names must be unique")
+                ValidationIssue(
+                    str(e.source), "name", "duplicate-name", f"{name!r} is used by more than one file ({sources}); names must be unique",
+                    _line_in(e.source, "name"),
+                )
                 for e, _ in same
             ]
         elif same[0][1]:
             catalogue.experiments[name] = same[0][0]
     if policy is not None and policy.disaster_recovery is not None and not paths:
-        catalogue.issues += _drill_issues(catalogue, policy_path or default_include_dir() / DEFAULT_POLICY_NAME)
+        catalogue.issues += _drill_issues(catalogue, policy_path)
     return catalogue
 
 
@@ -113,4 +122,15 @@ def _drill_issues(catalogue: Catalogue, policy_path: Path) -> list[ValidationIss
         why = f"names {name!r} of tier {experiment.tier.value!r}; a drill runs under the high tier's rules only"
     else:
         return []
-    return [ValidationIssue(str(policy_path), "disaster_recovery.experiment", "drill-experiment", why)]
+    field = "disaster_recovery.experiment"
+    return [ValidationIssue(str(policy_path), field, "drill-experiment", why, _line_in(policy_path, field))]
+
+
+def _line_in(path: Path, field: str) -> int | None:
+    """The line of `field` in a file read before: for the issues found once every file is read
+    (read again then rather than keeping every file's nodes for the rare issue that needs them)."""
+    try:
+        documents = [d for d in read_documents(path) if d.data is not None]
+    except (OSError, YAMLFileError):
+        return None
+    return documents[0].line_of(field) if documents else None

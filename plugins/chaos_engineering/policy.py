@@ -10,7 +10,6 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from croniter import croniter
 from pydantic import (
     AfterValidator,
@@ -25,7 +24,7 @@ from pydantic import (
 
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.chaosmesh.duration import parse_go_duration
-from chaos_engineering.issues import ValidationIssue, issues_from_pydantic
+from chaos_engineering.issues import ValidationIssue, issues_from_pydantic, with_lines
 
 
 def _seconds(value: object) -> float:
@@ -438,20 +437,20 @@ def default_include_dir() -> Path:
 
 def load_policy(path: Path | None = None) -> tuple[SafetyPolicy | None, list[ValidationIssue]]:
     """Read and validate the policy; any issue means no policy (and so no experiment) at all."""
-    from chaos_engineering.yamlload import StrictYAMLError, load_document
+    from chaos_engineering.yamlload import EMPTY_FILE, YAMLFileError, read_document
 
     path = path or default_include_dir() / DEFAULT_POLICY_NAME
     try:
-        data = load_document(path.read_text())
+        document = read_document(path)
     except OSError as exc:
         return None, [ValidationIssue(str(path), "", "unreadable", f"cannot read the policy: {exc.strerror}")]
-    except StrictYAMLError as exc:
-        return None, [ValidationIssue(str(path), exc.field, exc.rule, exc.message)]
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return None, [ValidationIssue(str(path), "", "yaml", f"not valid YAML: {exc}")]
-    if not isinstance(data, dict):
-        return None, [ValidationIssue(str(path), "", "type", "the policy must be a mapping of keys")]
+    except YAMLFileError as exc:
+        return None, [ValidationIssue(str(path), exc.field, exc.rule, exc.message, exc.line)]
+    if document is None:
+        return None, [ValidationIssue(str(path), "", "type", f"{EMPTY_FILE}; write the safety policy in it")]
+    if not isinstance(document.data, dict):
+        return None, [ValidationIssue(str(path), "", "type", "the policy must be a mapping of keys", document.line)]
     try:
-        return SafetyPolicy.model_validate(data), []
+        return SafetyPolicy.model_validate(document.data), []
     except ValidationError as exc:
-        return None, issues_from_pydantic(str(path), SafetyPolicy, exc)
+        return None, with_lines(issues_from_pydantic(str(path), SafetyPolicy, exc), document.line_of)

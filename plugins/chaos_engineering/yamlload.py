@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,20 +19,31 @@ _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: laughs" document has 10^9 and would hang every consumer that walks it (validation, dumps).
 MAX_EXPANDED_NODES = 100_000
 
+_shown = reprlib.Repr()
+_shown.maxstring = 60
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
-class StrictYAMLError(ValueError):
-    """Valid YAML that we refuse: `rule` is `duplicate-key` or `alias-expansion`; `field` is the
-    dotted path of the offending key (empty for the document), `line` counts from 1."""
+class YAMLFileError(ValueError):
+    """A file we cannot take as YAML: `rule` is the rule it breaks, `field` the dotted path of the
+    offending key (empty for the file), `line` counts from 1 (None when the file has no line for it)."""
 
-    def __init__(self, rule: str, field: str, line: int, message: str) -> None:
+    def __init__(self, rule: str, field: str, line: int | None, message: str) -> None:
         super().__init__(message)
         self.rule = rule
         self.field = field
         self.line = line
         self.message = message
+
+
+class StrictYAMLError(YAMLFileError):
+    """Valid YAML that we refuse: `rule` is `duplicate-key` or `alias-expansion`."""
+
+
+#: Said of a file with no YAML document in it (nothing, or only comments and blank lines).
+EMPTY_FILE = "the file is empty"
 
 
 class _StrictLoader(_BaseLoader):
@@ -39,10 +53,12 @@ class _StrictLoader(_BaseLoader):
         # walk that measures alias expansion is only needed (and only paid) when one is there.
         self.has_anchors = "&" in text
         self.root: Node | None = None
+        self.roots: list[Node] = []
         self.checked: set[int] = set()
 
     def construct_document(self, node: Node) -> Any:
         self.root, self.checked = node, set()
+        self.roots.append(node)
         if self.has_anchors:
             # On the composed graph, before anything is built: an alias is one shared node there,
             # so even a billion-laughs document is measured in time linear in its text.
@@ -73,10 +89,24 @@ class _StrictLoader(_BaseLoader):
                     "duplicate-key",
                     _child(_path_to(self.root, node), key_node.value),
                     line,
-                    f"line {line}: key {key_node.value!r} is repeated in the same mapping (first on line "
+                    f"key {key_node.value!r} is repeated in the same mapping (first on line "
                     f"{first_line[identity]}); YAML would silently keep only the last one: remove one",
                 )
             first_line[identity] = line
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, AttributeError, LookupError) as exc:
+            if isinstance(exc, YAMLFileError):
+                raise
+            # A tag the value does not fit (`!!int x`, `!!bool x`, `!!timestamp x`): PyYAML's
+            # constructors raise bare Python errors, which would escape every caller's YAML check.
+            what = _shown.repr(node.value) if isinstance(node, ScalarNode) else "this value"
+            why = f": {exc}" if isinstance(exc, ValueError) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{what} cannot be read as !!{node.tag.rsplit(':', 1)[-1]}{why}", node.start_mark
+            ) from None
 
     def _key_identity(self, node: ScalarNode) -> object:
         """What the key becomes in the built dict: keys that collide there (`1` and `1.0`, `on`
@@ -96,12 +126,16 @@ class _StrictLoader(_BaseLoader):
 def load_documents(text: str) -> list[Any]:
     """Every document of `text` (None for an empty one). Raises StrictYAMLError for duplicate
     keys and runaway aliases, yaml.YAMLError for anything that is not YAML."""
+    return [document.data for document in _documents(text)]
+
+
+def _documents(text: str) -> list[Document]:
     loader = _StrictLoader(text)
     try:
-        documents = []
+        data = []
         while loader.check_data():
-            documents.append(loader.get_data())
-        return documents
+            data.append(loader.get_data())
+        return [Document(d, node) for d, node in zip(data, loader.roots)]
     finally:
         loader.dispose()
 
@@ -113,6 +147,124 @@ def load_document(text: str) -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document of a file: the data built from it, and its nodes for `line_of`."""
+
+    data: Any
+    node: Node
+
+    @property
+    def line(self) -> int:
+        return self.node.start_mark.line + 1
+
+    def line_of(self, field: str) -> int | None:
+        """The line (from 1) of the key or item at `field`, a dotted path with items and map keys
+        in brackets (`chaos.spec.externalTargets[2]`, `thresholds[latency].limit`); where the path
+        goes on past what the document holds (a missing key), the line of the last part it has.
+        None for the whole document."""
+        node, rest, line = self.node, field, None
+        while rest:
+            found, rest = _step(node, rest)
+            if found is None:
+                break
+            at, node = found
+            line = at.start_mark.line + 1
+        return line
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Every document of the file at `path` (empty ones hold None). Raises OSError when the file
+    cannot be read, YAMLFileError when it is not UTF-8, not YAML, or YAML we refuse."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        raise YAMLFileError(
+            "yaml", "", line, f"the file is not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {column} is not valid UTF-8; save the file as UTF-8"
+        ) from None
+    try:
+        return _documents(text)
+    except yaml.YAMLError as exc:
+        raise _not_yaml(exc, text, path) from None
+
+
+def read_document(path: Path) -> Document | None:
+    """The only document of the file at `path` (None for an empty file), as `read_documents`."""
+    documents = read_documents(path)
+    if len(documents) > 1:
+        raise YAMLFileError(
+            "yaml", "", documents[1].line,
+            "a second YAML document starts here and this file is one document; remove it (and the '---' before it)",
+        )
+    return documents[0] if documents else None
+
+
+def _not_yaml(exc: yaml.YAMLError, text: str, path: Path) -> YAMLFileError:
+    """What libyaml reports over several lines about `<unicode string>`, in one sentence at its line."""
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        return YAMLFileError(
+            "yaml", "", line, f"not valid YAML at column {column}: character #x{exc.character:04X} is refused ({exc.reason}); remove it"
+        )
+    if isinstance(exc, yaml.MarkedYAMLError) and (exc.problem or exc.context):
+        mark = exc.problem_mark or exc.context_mark
+        said = exc.problem or exc.context
+        if exc.problem and exc.context:
+            said += f", {exc.context}"
+            if exc.context_mark is not None:
+                said += f" started at {_place(exc.context_mark, text)}"
+        if mark is None:
+            return YAMLFileError("yaml", "", None, f"not valid YAML: {said}")
+        # The end of the file is on its last line with text, wherever libyaml puts it (on the line
+        # after a final line break, or after the last line when there is none).
+        line = min(mark.line + 1, text.rstrip("\n").count("\n") + 1)
+        where = "the end of the file" if _at_end(mark, text) else f"column {mark.column + 1}"
+        return YAMLFileError("yaml", "", line, f"not valid YAML at {where}: {said}")
+    said = " ".join(str(exc).replace('"<unicode string>"', str(path)).split())
+    return YAMLFileError("yaml", "", None, f"not valid YAML: {said}")
+
+
+def _at_end(mark: yaml.Mark, text: str) -> bool:
+    last = text.rsplit("\n", 1)[-1]
+    return (mark.line, mark.column) >= (text.count("\n"), len(last))
+
+
+def _place(mark: yaml.Mark, text: str) -> str:
+    return "the end of the file" if _at_end(mark, text) else f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _step(node: Node, rest: str) -> tuple[tuple[Node, Node] | None, str]:
+    """The first part of the path `rest` in `node`: (the node that marks it, the node under it),
+    and the path after it; (None, rest) when `node` has no such part."""
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            return None, rest
+        part, after = rest[1:end], rest[end + 1 :]
+        after = after[1:] if after.startswith(".") else after
+        if isinstance(node, SequenceNode):
+            index = int(part) if part.isdigit() else len(node.value)
+            return ((node.value[index], node.value[index]) if index < len(node.value) else None), after
+        matches = [(k, v) for k, v in _pairs(node) if k.value == part]
+    else:
+        # Keys may hold dots (`app.kubernetes.io/name`): the longest key the path goes on from wins.
+        matches = sorted(
+            ((k, v) for k, v in _pairs(node) if rest == k.value or rest.startswith((f"{k.value}.", f"{k.value}["))),
+            key=lambda pair: len(pair[0].value),
+        )
+        after = rest[len(matches[-1][0].value) :].removeprefix(".") if matches else rest
+    # The last of equal keys: a merged key (`<<`) comes before the one that overrides it.
+    return (matches[-1] if matches else None), after
+
+
+def _pairs(node: Node) -> list[tuple[ScalarNode, Node]]:
+    return [(k, v) for k, v in node.value if isinstance(k, ScalarNode)] if isinstance(node, MappingNode) else []
 
 
 def _child(path: str, key: object) -> str:
@@ -167,7 +319,7 @@ def _check_expansion(root: Node) -> None:
                     "alias-expansion",
                     _path_to(root, node),
                     line,
-                    f"line {line}: aliases expand this document to more than {MAX_EXPANDED_NODES:,} nodes "
+                    f"aliases expand this document to more than {MAX_EXPANDED_NODES:,} nodes "
                     "(a 'billion laughs' document?); write the values out or use fewer nested aliases",
                 )
             continue
@@ -179,7 +331,7 @@ def _check_expansion(root: Node) -> None:
                 "alias-expansion",
                 _path_to(root, node),
                 line,
-                f"line {line}: an alias refers to a node that contains it (a recursive document); remove the loop",
+                "an alias refers to a node that contains it (a recursive document); remove the loop",
             )
         open_nodes.add(key)
         stack.append((node, True))

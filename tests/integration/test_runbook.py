@@ -271,7 +271,8 @@ def test_catalogue_commands(tmp_path):
     broken.write_text(yaml.safe_dump(spoiled))
     invalid = run("chaosctl validate include/experiments/<tier>/<name>.yaml", cwd=tmp_path, tier=tier, name=name)
     assert invalid.returncode == 1, output(invalid)
-    assert f"include/experiments/{tier}/{name}.yaml: chaos.spec.mode: [enum] 'sometimes' is not a valid mode" in invalid.stdout
+    line = next(n for n, text in enumerate(broken.read_text().splitlines(), 1) if text.strip() == "mode: sometimes")
+    assert f"include/experiments/{tier}/{name}.yaml:{line}: chaos.spec.mode: [enum] 'sometimes' is not a valid mode" in invalid.stdout
 
     for command in ("chaosctl render NAME", "chaosctl render <name>"):
         rendered = run(command, name=name)

@@ -11,16 +11,22 @@ NOTIFICATIONS_ALL = {"namespaces": ["notifications"]}
 FORBIDDEN_LOW = ["payment-processor", "stripe-webhook-handler", "booking-confirmation", "sms-notifications"]
 
 
+LEVELS = {"payment-processor": "absolute", "stripe-webhook-handler": "absolute", "booking-confirmation": "high", "sms-notifications": "high"}
+
+
 def reach(field: str, services: list[str] = FORBIDDEN_LOW) -> list[tuple[str, str, str]]:
-    return [(field, "protected-reach", f"protected service {name!r}") for name in services]
+    """One issue for every service the same fix keeps out of reach, naming them all."""
+    names = ", ".join(f"{name!r} (level {LEVELS[name]})" for name in services)
+    return [(field, "protected-reach", f" of protected services {names}, all forbidden to the low tier: ")]
 
 
 # (id, changes to the base experiment, expected [(field, rule, words in the message)])
 CASES = [
     ("valid", {}, []),
     ("unknown-top-level-key", {"owner": "me"}, [("owner", "unknown-field", "'owner'")]),
-    ("name-not-dns-label", {"name": "Booking_API"}, [("name", "format", "must match")]),
-    ("name-too-long", {"name": "a" * 51}, [("name", "range", "50")]),
+    ("name-not-dns-label", {"name": "Booking_API"}, [("name", "format", "'Booking_API' is not a valid name: use lowercase letters (a-z), "
+                                                      "digits and '-', starting and ending with a letter or digit, e.g. 'booking-api'")]),
+    ("name-too-long", {"name": "a" * 51}, [("name", "range", "the name is 51 characters long; a name is at most 50 characters")]),
     ("name-reserved", {"name": "rotation"}, [("name", "reserved", "'rotation' is the trigger form's choice for the tier's rotation; give the experiment another name")]),
     ("tier-enum", {"tier": "extreme"}, [("tier", "enum", "")]),
     ("hypothesis-required", {"hypothesis": DELETE}, [("hypothesis", "required", "hypothesis")]),
@@ -73,7 +79,8 @@ CASES = [
         # app.kubernetes.io/name=payment-processor as well would be selected.
         "protected-reach-other-key",
         {"chaos.spec.selector.labelSelectors": {"app": "booking-api"}},
-        [(f, r, f"app.kubernetes.io/name={name}") for (f, r, _), name in zip(reach("chaos.spec.selector"), FORBIDDEN_LOW)],
+        [(f, r, "could select a pod carrying " + ", ".join(f"app.kubernetes.io/name={name}" for name in FORBIDDEN_LOW) + words)
+         for f, r, words in reach("chaos.spec.selector")],
     ),
     (
         "protected-reach-expression",

@@ -29,7 +29,8 @@ def test_validate_rejects_an_unsafe_file_with_a_precise_message(tmp_path):
     good = write_yaml(tmp_path / "good.yaml", mutated(base_experiment(), {"name": "good"}))
     result = run("validate", str(bad), str(good))
     assert result.returncode == 1
-    assert f"{bad}: chaos.spec.duration: [max-duration] 30m exceeds the low tier's maximum of 10m" in result.stdout
+    line = bad.read_text().splitlines().index("    duration: 30m") + 1
+    assert f"{bad}:{line}: chaos.spec.duration: [max-duration] 30m exceeds the low tier's maximum of 10m" in result.stdout
     assert "2 file(s), 1 valid experiment(s): INVALID: 1 issue(s)" in result.stdout
 
 

@@ -11,10 +11,8 @@ from chaos_engineering.policy import load_policy
 from chaos_engineering.yamlload import MAX_EXPANDED_NODES, StrictYAMLError, load_document, load_documents
 from tests.unit.catalogue_support import POLICY_PATH, base_experiment, load
 
-DUPLICATE = (
-    "line {line}: key {key!r} is repeated in the same mapping (first on line {first}); YAML would silently keep "
-    "only the last one: remove one"
-)
+# The line is the issue's own (`line`), not repeated in its message.
+DUPLICATE = "key {key!r} is repeated in the same mapping (first on line {first}); YAML would silently keep only the last one: remove one"
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -32,8 +30,8 @@ EXPERIMENT_WITH_DUPLICATE = yaml.safe_dump(base_experiment(), sort_keys=False).r
 def test_a_duplicate_key_in_an_experiment_names_file_line_and_key(tmp_path):
     catalogue = load(tmp_path, EXPERIMENT_WITH_DUPLICATE)
     line = EXPERIMENT_WITH_DUPLICATE.splitlines().index("    mode: all") + 1
-    assert [(i.file, i.field, i.rule, i.message) for i in catalogue.issues] == [
-        (str(tmp_path / "experiments" / "e0.yaml"), "chaos.spec.mode", "duplicate-key", DUPLICATE.format(line=line, key="mode", first=line - 1))
+    assert [(i.file, i.line, i.field, i.rule, i.message) for i in catalogue.issues] == [
+        (str(tmp_path / "experiments" / "e0.yaml"), line, "chaos.spec.mode", "duplicate-key", DUPLICATE.format(key="mode", first=line - 1))
     ]
     assert catalogue.experiments == {}
 
@@ -45,8 +43,8 @@ def test_a_duplicate_key_in_the_policy_names_file_line_and_key(tmp_path):
     line = path.read_text().splitlines().index("  check_interval: 1h") + 1
     policy, issues = load_policy(path)
     assert policy is None
-    assert [(i.file, i.field, i.rule, i.message) for i in issues] == [
-        (str(path), "safety.check_interval", "duplicate-key", DUPLICATE.format(line=line, key="check_interval", first=line - 1))
+    assert [(i.file, i.line, i.field, i.rule, i.message) for i in issues] == [
+        (str(path), line, "safety.check_interval", "duplicate-key", DUPLICATE.format(key="check_interval", first=line - 1))
     ]
 
 
@@ -63,7 +61,7 @@ def test_duplicate_keys_anywhere(text, field, key, line, first):
     with pytest.raises(StrictYAMLError) as raised:
         load_document(text)
     assert (raised.value.rule, raised.value.field, raised.value.line, raised.value.message) == (
-        "duplicate-key", field, line, DUPLICATE.format(line=line, key=key, first=first)
+        "duplicate-key", field, line, DUPLICATE.format(key=key, first=first)
     )
 
 
@@ -75,7 +73,7 @@ def test_merge_keys_and_small_aliases_are_fine():
 
 # Named at the first anchor whose expansion passes the bound: a4 (111,111 nodes), line 5.
 BILLION_LAUGHS = (
-    f"line 5: aliases expand this document to more than {MAX_EXPANDED_NODES:,} nodes (a 'billion laughs' "
+    f"aliases expand this document to more than {MAX_EXPANDED_NODES:,} nodes (a 'billion laughs' "
     "document?); write the values out or use fewer nested aliases"
 )
 
@@ -84,7 +82,7 @@ def test_a_billion_laughs_experiment_fails_fast(tmp_path):
     started = time.monotonic()
     catalogue = load(tmp_path, billion_laughs())
     assert time.monotonic() - started < 2
-    assert [(i.field, i.rule, i.message) for i in catalogue.issues] == [("a4", "alias-expansion", BILLION_LAUGHS)]
+    assert [(i.line, i.field, i.rule, i.message) for i in catalogue.issues] == [(5, "a4", "alias-expansion", BILLION_LAUGHS)]
 
 
 def test_a_billion_laughs_policy_fails_fast(tmp_path):
@@ -94,14 +92,14 @@ def test_a_billion_laughs_policy_fails_fast(tmp_path):
     policy, issues = load_policy(path)
     assert time.monotonic() - started < 2
     assert policy is None
-    assert [(i.file, i.field, i.rule, i.message) for i in issues] == [(str(path), "a4", "alias-expansion", BILLION_LAUGHS)]
+    assert [(i.file, i.line, i.field, i.rule, i.message) for i in issues] == [(str(path), 5, "a4", "alias-expansion", BILLION_LAUGHS)]
 
 
 def test_a_recursive_alias_is_refused():
     with pytest.raises(StrictYAMLError) as raised:
         load_document("a: &a [1, *a]\n")
-    assert (raised.value.rule, raised.value.field, raised.value.message) == (
-        "alias-expansion", "a", "line 1: an alias refers to a node that contains it (a recursive document); remove the loop"
+    assert (raised.value.rule, raised.value.field, raised.value.line, raised.value.message) == (
+        "alias-expansion", "a", 1, "an alias refers to a node that contains it (a recursive document); remove the loop"
     )
 
 
