@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from sandbox.airflow_client import AirflowApiError, describe_failure
+from chaos_engineering.airflow_rest import AirflowApiError, describe_failure, show_warnings
 from sandbox.airflow_stack import AirflowStack
 from sandbox.runner import Sandbox
 
@@ -34,16 +33,6 @@ class DemoFailure(RuntimeError):
 
 def say(text: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
-
-
-def show_client_warnings() -> None:
-    """The REST client's retries and failed polls (each says what it waits for), among the demo's lines."""
-    client_log = logging.getLogger("sandbox.airflow_client")
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("[%(asctime)s]   %(message)s", "%H:%M:%S"))
-    client_log.addHandler(handler)
-    client_log.setLevel(logging.WARNING)
-    client_log.propagate = False
 
 
 def demo_include(state: Path) -> Path:
@@ -83,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     parser.add_argument("--experiment", default="booking-api-pod-kill")
     args = parser.parse_args(argv)
-    show_client_warnings()
+    show_warnings(sys.stdout)
     try:
         return demo(args)
     except KeyboardInterrupt:  # Ctrl-C while it runs: everything is stopped already (demo's finally)

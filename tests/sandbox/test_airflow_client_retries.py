@@ -156,8 +156,8 @@ def client(airflow: FlakyAirflow) -> AirflowClient:
 
 @pytest.fixture
 def retries(caplog) -> Callable[[], list[str]]:
-    caplog.set_level(logging.WARNING, logger="sandbox.airflow_client")
-    return lambda: [r.getMessage() for r in caplog.records if r.name == "sandbox.airflow_client"]
+    caplog.set_level(logging.WARNING, logger="chaos_engineering.airflow_rest")
+    return lambda: [r.getMessage() for r in caplog.records if r.name == "chaos_engineering.airflow_rest"]
 
 
 FAILURES = {

@@ -69,7 +69,7 @@ def run_demo(airflow, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "wait_for_steady_platform", lambda include: None)
     for name in ("AIRFLOW_CONN_KUBERNETES_DEFAULT", "AIRFLOW_CONN_PROMETHEUS_DEFAULT"):
         monkeypatch.setenv(name, "{}")  # the demo sets them: restored afterwards
-    client_log = logging.getLogger("sandbox.airflow_client")
+    client_log = logging.getLogger("chaos_engineering.airflow_rest")
     handlers, propagate = list(client_log.handlers), client_log.propagate
 
     def run() -> tuple[int, list[str], StackOn, RunningSandbox]:
