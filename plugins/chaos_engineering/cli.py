@@ -27,6 +27,8 @@ from chaos_engineering.render import render_chaos_object
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from chaos_engineering.issues import github_annotation, junit_report
+
     catalogue = load_catalogue([Path(p) for p in args.paths] or None, args.policy)
     if args.format == "json":
         print(
@@ -40,9 +42,11 @@ def _validate(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
+    elif args.format == "junit":
+        print(junit_report([str(f) for f in [catalogue.policy_file, *catalogue.files]], catalogue.issues))
     else:
         for issue in catalogue.issues:
-            print(issue)
+            print(github_annotation(issue) if args.format == "github" else issue)
         verdict = "valid" if catalogue.ok else f"INVALID: {len(catalogue.issues)} issue(s)"
         print(f"{len(catalogue.files)} file(s), {len(catalogue.experiments)} valid experiment(s): {verdict}")
     return 0 if catalogue.ok else 1
@@ -287,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check experiment files against the schema and the policy")
     validate.add_argument("paths", nargs="*", help="files or folders (default: the catalogue)")
-    validate.add_argument("--format", choices=["text", "json"], default="text")
+    validate.add_argument("--format", choices=["text", "json", "junit", "github"], default="text",
+                          help="junit: JUnit XML, a test case per file; github: GitHub Actions ::error annotations")
     validate.set_defaults(run=_validate)
 
     render = commands.add_parser("render", help="print the Chaos Mesh object the system would create")
@@ -332,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="push its liveness (chaos_watchdog_*), stuck deletions and the faults it removed through this Airflow connection, "
                             "e.g. pushgateway_default from AIRFLOW_CONN_PUSHGATEWAY_DEFAULT; without it the liveness alerts fire")
     watch.set_defaults(run=_watchdog)
+
+    from chaos_engineering.cli_run import add_run_commands  # here: cli_run imports this module
+    from chaos_engineering.deploys import add_deployed_command
+
+    add_run_commands(commands)
+    add_deployed_command(commands)
     return parser
 
 

@@ -2,25 +2,56 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from chaos_engineering.chaosmesh.constants import API_VERSION, ChaosKind
 from chaos_engineering.chaosmesh.spec import ChaosSpec, parse_spec
+from chaos_engineering.chaosmesh.spec_issues import Rule, shown
 from chaos_engineering.issues import ValidationIssue, issues_from_pydantic
 from chaos_engineering.policy import Tier
 
 # DNS-1123 label, shorter than 63 so a per-run suffix still fits in a Kubernetes name.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 50
+#: NAME_PATTERN in words, for the people who write names.
+NAME_CHARACTERS = "lowercase letters (a-z), digits and '-', starting and ending with a letter or digit"
 #: The trigger form's value for "the tier's next experiment". The form cannot offer "" (Airflow
 #: 3.3's form reads an empty choice as a missing value and disables Trigger); "" is still read
 #: as the rotation, for API callers and runs triggered before this value existed.
 #: No experiment may take this name.
 ROTATION = "rotation"
+
+
+def _name(name: str) -> str:
+    """An experiment's name: NAME_PATTERN and NAME_MAX_LENGTH, refused in words."""
+    if len(name) > NAME_MAX_LENGTH:
+        raise PydanticCustomError(
+            Rule.RANGE.value, "{detail}",
+            {"detail": f"the name is {len(name)} characters long; a name is at most {NAME_MAX_LENGTH} characters (the "
+                       "Chaos Mesh object is named after it with a run suffix, within Kubernetes' 63); shorten it"},
+        )
+    if not re.fullmatch(NAME_PATTERN, name):
+        suggestion = re.sub("[^a-z0-9]+", "-", name.lower()).strip("-")[:NAME_MAX_LENGTH].rstrip("-")
+        example = f", e.g. {suggestion!r}" if suggestion else ""
+        raise PydanticCustomError(
+            Rule.FORMAT.value, "{detail}", {"detail": f"{shown(name)} is not a valid name: use {NAME_CHARACTERS}{example}"}
+        )
+    return name
+
+
+def _service(name: str) -> str:
+    """A service named in `on_deploy`: a DNS-1123 label, as the policy's services and asset names use."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise PydanticCustomError(
+            Rule.FORMAT.value, "{detail}", {"detail": f"{shown(name)} is not a valid service name: use {NAME_CHARACTERS}"}
+        )
+    return name
 
 
 class _Strict(BaseModel):
@@ -46,7 +77,7 @@ class ThresholdOverride(_Strict):
 
 
 class ExperimentFile(_Strict):
-    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
+    name: Annotated[str, AfterValidator(_name)]
     tier: Tier
     title: str = Field(min_length=1)
     description: str = ""
@@ -54,6 +85,8 @@ class ExperimentFile(_Strict):
     target: TargetSection
     chaos: ChaosSection
     thresholds: dict[str, ThresholdOverride] = Field(default_factory=dict)
+    # The services whose deploy starts this experiment (chaos_on_deploy); its tier's rules still apply.
+    on_deploy: list[Annotated[str, AfterValidator(_service)]] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,7 @@ class Experiment:
     spec: ChaosSpec
     source: Path
     threshold_limits: dict[str, float] = field(default_factory=dict)
+    on_deploy: tuple[str, ...] = ()
 
 
 def parse_experiment(source: Path, data: object) -> tuple[Experiment | None, list[ValidationIssue]]:
@@ -97,6 +131,11 @@ def parse_experiment(source: Path, data: object) -> tuple[Experiment | None, lis
         )
     if document and document.name == ROTATION:
         issues.append(ValidationIssue(file, "name", "reserved", f"{ROTATION!r} is the trigger form's choice for the tier's rotation; give the experiment another name"))
+    if document:
+        issues += [
+            ValidationIssue(file, "on_deploy", "duplicate-service", f"{service!r} is listed more than once; list each service once")
+            for service in sorted({s for s in document.on_deploy if document.on_deploy.count(s) > 1})
+        ]
     if issues or document is None or spec is None:
         return None, issues
     return (
@@ -111,6 +150,7 @@ def parse_experiment(source: Path, data: object) -> tuple[Experiment | None, lis
             spec=spec,
             source=source,
             threshold_limits={name: o.limit for name, o in document.thresholds.items()},
+            on_deploy=tuple(document.on_deploy),
         ),
         [],
     )

@@ -10,7 +10,7 @@ from chaos_engineering.chaosmesh.duration import format_go_duration, parse_go_du
 from chaos_engineering.experiment import Experiment
 from chaos_engineering.external_targets import entry_problems
 from chaos_engineering.issues import ValidationIssue
-from chaos_engineering.policy import Mode, SafetyPolicy
+from chaos_engineering.policy import Mode, ProtectedService, SafetyPolicy, Tier
 from chaos_engineering.reach import may_select_service_pod, reachable_pairs, selected_namespaces
 
 
@@ -90,6 +90,30 @@ def fixed_count(mode: Any, value: str | None) -> int | None:
     return None
 
 
+def protected_reach_message(tier: Tier, reached: list[tuple[str, ProtectedService, list[str]]], *, by_pod_name: bool) -> str:
+    """Why a selector may reach the protected services of `reached` (name, service, the `key=value`
+    pairs of it the selector could select) that `tier` may not touch, and the one change that fixes it."""
+    pairs = [pair for _, _, service_pairs in reached for pair in service_pairs]
+    if len(reached) == 1:
+        name, service, _ = reached[0]
+        whose = (f"protected service {name!r} (level {service.level.value}, forbidden to the {tier.value} tier): "
+                 "a pod with any of its labels counts as the service's")
+    else:
+        names = ", ".join(f"{name!r} (level {service.level.value})" for name, service, _ in reached)
+        whose = (f"protected services {names}, all forbidden to the {tier.value} tier: a pod with any label of a "
+                 "protected service counts as that service's")
+    if by_pod_name:
+        how = "selector.pods names pods whose labels are only known at run time; select them by namespaces and labels instead"
+    else:
+        values: dict[str, list[str]] = {}
+        for key, value in (pair.split("=", 1) for pair in pairs):
+            values.setdefault(key, []).append(value)
+        excluded = ", ".join(f"{{key: {key}, operator: NotIn, values: [{', '.join(v)}]}}" for key, v in values.items())
+        how = (f"pin {', '.join(values)} in labelSelectors to your service's value{'s' if len(values) > 1 else ''}, or "
+               f"exclude {'it' if len(reached) == 1 else 'them'}, e.g. expressionSelectors: [{excluded}]")
+    return f"could select a pod carrying {', '.join(pairs)} of {whose}, in any namespace; {how}"
+
+
 class _Checker:
     def __init__(self, experiment: Experiment, policy: SafetyPolicy) -> None:
         self.experiment = experiment
@@ -103,6 +127,8 @@ class _Checker:
     def run(self) -> list[ValidationIssue]:
         spec = self.experiment.spec
         self.target_service()
+        for i, service in enumerate(self.experiment.on_deploy):
+            self.unknown_service(f"on_deploy[{i}]", service)
         self.kind_and_action()
         self.stressors()
         self.duration()
@@ -122,11 +148,17 @@ class _Checker:
         self.thresholds()
         return self.issues
 
+    def unknown_service(self, field: str, name: str) -> bool:
+        """Fails `field` (rule unknown-service) unless `name` is a service of the policy."""
+        if self.policy.service(name) is not None:
+            return False
+        known = sorted([*self.policy.services, *self.policy.protected_services])
+        self.fail(field, "unknown-service", f"{name!r} is not a service of the policy (known: {', '.join(known)})")
+        return True
+
     def target_service(self) -> None:
         name, tier = self.experiment.target_service, self.experiment.tier
-        if self.policy.service(name) is None:
-            known = sorted([*self.policy.services, *self.policy.protected_services])
-            self.fail("target.service", "unknown-service", f"{name!r} is not a service of the policy (known: {', '.join(known)})")
+        if self.unknown_service("target.service", name):
             return
         level = self.policy.protection_of(name)
         if level.forbids(tier):
@@ -233,25 +265,19 @@ class _Checker:
                     f"namespace {namespace!r} is not a target namespace of the policy (allowed: {', '.join(allowed)})",
                 )
         tier = self.experiment.tier
-        for name, service in self.policy.protected_services.items():
-            pairs = reachable_pairs(selector, service) if service.level.forbids(tier) else []
-            if not pairs:
-                continue
-            if selector.pods:
-                how = "selector.pods names pods whose labels are only known at run time; select them by namespaces and labels instead"
-            else:
-                key, value = pairs[0].split("=", 1)
-                how = (
-                    f"pin {', '.join(p.split('=', 1)[0] for p in pairs)} in labelSelectors to your service's value, or "
-                    f"exclude it, e.g. expressionSelectors: [{{key: {key}, operator: NotIn, values: [{value}]}}]"
-                )
-            self.fail(
-                field,
-                "protected-reach",
-                f"could select a pod carrying {', '.join(pairs)} of protected service {name!r} (level "
-                f"{service.level.value}, forbidden to the {tier.value} tier): a pod with any of its labels counts as "
-                f"the service's, in any namespace; {how}",
-            )
+        reached = [
+            (name, service, pairs)
+            for name, service in self.policy.protected_services.items()
+            if service.level.forbids(tier) and (pairs := reachable_pairs(selector, service))
+        ]
+        # One issue per fix (the label keys to pin, or pods to select by labels), naming every
+        # service that fix keeps out of reach: the same fix said once per service hides the others.
+        by_fix: dict[tuple[str, ...], list[tuple[str, ProtectedService, list[str]]]] = {}
+        for name, service, pairs in reached:
+            fix = () if selector.pods else tuple(dict.fromkeys(pair.split("=", 1)[0] for pair in pairs))
+            by_fix.setdefault(fix, []).append((name, service, pairs))
+        for group in by_fix.values():
+            self.fail(field, "protected-reach", protected_reach_message(tier, group, by_pod_name=bool(selector.pods)))
         target = self.policy.service(self.experiment.target_service)
         if primary and target is not None and not may_select_service_pod(selector, target):
             self.fail(field, "target-mismatch", f"cannot select any pod of the target service {self.experiment.target_service!r}")

@@ -10,6 +10,7 @@ from airflow.sdk import Param
 from airflow.sdk import TriggerRule
 from chaos_engineering.catalogue import Catalogue
 from chaos_engineering.chaosmesh.duration import format_go_duration
+from chaos_engineering.deploys import DAG_ID as DEPLOY_DAG_ID, deploy_params_schema
 from chaos_engineering.experiment import Experiment
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
@@ -88,6 +89,15 @@ def tier_params(catalogue: Catalogue, tier: Tier) -> dict[str, Param]:
             | {"": "(rotation, as the empty value API callers may send)"},
         ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and dry-run on the API server; inject nothing."),
+        # Airflow 3.3's form has no hidden field: the section says to leave it empty. A run that
+        # names a deploy keeps to its window (operators.common.is_manual).
+        "deploy": Param(
+            None,
+            **deploy_params_schema(),
+            title="Deploy",
+            section=f"Set by {DEPLOY_DAG_ID} only",
+            description=f"The deploy that caused the run, set by {DEPLOY_DAG_ID}; leave it empty. A run that names a deploy never uses the manual override of the window.",
+        ),
     }
 
 

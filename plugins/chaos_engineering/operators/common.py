@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.catalogue import load_catalogue
+from chaos_engineering.deploys import run_deploy
 from chaos_engineering.experiment import ROTATION
 from chaos_engineering.policy import SafetyPolicy, load_policy
 
@@ -39,9 +40,14 @@ def lock_holder(context: Any) -> str:
 
 def is_manual(context: Any) -> bool:
     """Only a run a person triggered is manual (and may use a tier's manual override): scheduled,
-    backfill and asset-triggered runs keep to the tier's window."""
+    backfill, asset- and operator-triggered runs keep to the tier's window.
+
+    The rule for deploys, stated once: a run caused by a deploy (its conf names a `deploy`) is
+    never manual, whoever triggered it, so it keeps to its window as a scheduled run does.
+    chaos_on_deploy's runs are operator-triggered anyway; the conf check also holds a person who
+    triggers a run "for a deploy" through the REST API to the window."""
     run_type = context["dag_run"].run_type
-    return str(getattr(run_type, "value", run_type)) == "manual"
+    return str(getattr(run_type, "value", run_type)) == "manual" and run_deploy(context) is None
 
 
 def requested_experiment(value: Any) -> str | None:

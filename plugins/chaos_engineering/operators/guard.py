@@ -9,6 +9,7 @@ from typing import Any
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+from chaos_engineering.deploys import run_deploy
 from chaos_engineering.operators.common import is_manual, policy_or_fail
 from chaos_engineering.policy import SafetyPolicy, Tier
 from chaos_engineering.timetables import planned_injection_time
@@ -21,8 +22,9 @@ def _now() -> dt.datetime:
 
 def planned_injection(context: Any, tier: Tier) -> dt.datetime | None:
     """When a scheduled run of an announced tier injects: its planned time (the timetable's tick).
-    None for a manual run, or a tier without notice: it injects as soon as it is approved."""
-    if is_manual(context) or not policy_or_fail().tiers[tier].announce_ahead:
+    None for a manual run, a deploy's run or a tier without notice: it injects as soon as it is
+    approved (and the window allows)."""
+    if is_manual(context) or run_deploy(context) is not None or not policy_or_fail().tiers[tier].announce_ahead:
         return None
     return planned_injection_time(data_interval_end=context.get("data_interval_end"), run_after=context["dag_run"].run_after)
 

@@ -10,6 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Variable
+from chaos_engineering.deploys import run_deploy
 from chaos_engineering.experiment import Experiment
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, requested_experiment, run_identity, write_run_note
@@ -90,6 +91,12 @@ class PlanExperimentOperator(BaseOperator):
             raise AirflowFailException(f"no valid experiment {name!r} in the catalogue" + ("".join(f"\n  {i}" for i in issues)))
         if experiment.tier is not tier:
             raise AirflowFailException(f"{name!r} is a {experiment.tier.value}-tier experiment; this DAG runs the {tier.value} tier")
+        deploy = run_deploy(context)
+        if deploy is not None and deploy.get("service") not in experiment.on_deploy:
+            raise AirflowFailException(
+                f"the run names the deploy of {deploy.get('service')!r}, which {name!r} does not declare in on_deploy "
+                f"({', '.join(experiment.on_deploy) or 'none'}): a deploy starts only the experiments that declare it"
+            )
 
         dag_id, run_id = run_identity(context)
         manifest = render_chaos_object(experiment, policy, dag_id=dag_id, run_id=run_id)
@@ -135,6 +142,8 @@ class PlanExperimentOperator(BaseOperator):
             "duration_s": duration,
             "thresholds": thresholds,
             "dry_run": dry_run,
+            # The deploy that caused the run (chaos_on_deploy), or None.
+            "deploy": deploy,
             "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from chaos_engineering.deploys import run_deploy
 from chaos_engineering.notify import announce
 from chaos_engineering.operators.approval import APPROVAL_KEY
 from chaos_engineering.operators.common import policy_or_fail, run_identity, write_run_note
@@ -171,6 +172,9 @@ class WriteResultOperator(BaseOperator):
             "dag_id": dag_id,
             "run_id": run_id,
             "run_type": str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)),
+            # The deploy that caused the run ({service, version, event_at, ...}), or None; from the
+            # run's conf, so it is recorded even when the plan failed.
+            "deploy": run_deploy(context),
             "experiment": {k: v for k, v in plan.items() if k != "manifest"} if plan else None,
             "manifest": plan["manifest"] if plan else None,
             "approvals": [dict(a, task_id=t) for t in APPROVAL_TASKS if (a := pull(t, key=APPROVAL_KEY))],

@@ -212,6 +212,22 @@ def _ended_detail(result: Mapping[str, Any], run: RunAnalysis) -> str | None:
     return None
 
 
+def _deploy(deploy: Any) -> dict[str, Any] | None:
+    """The deploy that caused the run (result `deploy`), or None."""
+    if not isinstance(deploy, Mapping) or not deploy.get("service"):
+        return None
+    return {"service": str(deploy["service"]), "version": deploy.get("version"), "event_at": iso(deploy.get("event_at")),
+            "asset_uri": deploy.get("asset_uri"), "deploy_run": deploy.get("deploy_run")}
+
+
+def deploy_sentence(document: Mapping[str, Any]) -> str | None:
+    """'Triggered by the deploy of booking-api 1.2.3', or None for a run no deploy caused."""
+    deploy = document.get("deploy")
+    if not deploy:
+        return None
+    return f"Triggered by the deploy of {deploy['service']} {deploy.get('version') or '(no version given)'}"
+
+
 def _findings(findings: list[Finding]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Numbered findings, and one recommendation per distinct advice naming every finding behind it."""
     entries, advice = [], {}
@@ -252,6 +268,7 @@ def build_document(
             "result_schema_version": result.get("schema_version"),
             "result_written_at": iso(result.get("written_at")),
         },
+        "deploy": _deploy(result.get("deploy")),
         "experiment": {
             "name": plan.get("experiment", ""),
             **{k: plan.get(k) for k in ("title", "tier", "kind", "target_service", "hypothesis", "description", "source", "duration_s")},

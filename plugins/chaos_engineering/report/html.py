@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from chaos_engineering.report.document import ENDING_LABELS
+from chaos_engineering.report.document import ENDING_LABELS, deploy_sentence
 from chaos_engineering.report.plots import Chart
 
 VERDICT_COLOURS = {"held": "#188038", "broken": "#d93025", "aborted": "#e37400", "dry_run": "#5f6368"}
@@ -80,6 +80,7 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
   <h1>{{ title }}</h1>
   <div class="muted">{{ doc.run.dag_id or "" }} · run {{ doc.run.run_id or "" }} · {{ doc.tier or "unknown" }} tier{% if exp %} · {{ exp.kind }} on {{ exp.target_service }}{% endif %}</div>
   <p><span class="verdict">{{ doc.verdict.label }}</span> {{ doc.verdict.reason }}</p>
+  {% if deploy %}<p id="deploy">{{ deploy }}.</p>{% endif %}
   {% if doc.hypothesis %}<p><b>Hypothesis:</b> {{ doc.hypothesis }}</p>{% endif %}
   {% if doc.fault %}<p id="fault-duration"><b>Fault duration:</b> {{ fault_duration(doc.fault) }}.</p>{% endif %}
   <div class="figures">
@@ -197,6 +198,7 @@ def render_html(document: dict[str, Any], plots: dict[str, Chart]) -> str:
         doc=document,
         exp=document.get("experiment"),
         title=title_of(document),
+        deploy=deploy_sentence(document),
         verdict_colour=VERDICT_COLOURS.get(document["verdict"]["value"], "#5f6368"),
         no_series=no_series(document),
         plots={name: base64.b64encode(chart.png).decode("ascii") for name, chart in plots.items()},

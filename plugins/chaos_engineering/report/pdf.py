@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from chaos_engineering.report.document import deploy_sentence
 from chaos_engineering.report.html import DECISION_LABELS, STAGE_LABELS, VERDICT_COLOURS, clock, fault_duration, no_series, number, offset, seconds, share, title_of
 from chaos_engineering.report.plots import Chart
 
@@ -139,6 +140,8 @@ def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
     what = f" - {exp.get('kind')} on {exp.get('target_service')}" if exp else ""
     flow.paragraph(f"{run.get('dag_id') or ''} - run {run.get('run_id') or ''} - {doc.get('tier') or 'unknown'} tier{what}", colour="#5f6368")
     flow.paragraph(f"Verdict: {verdict['label']} - {verdict['reason']}", colour=VERDICT_COLOURS.get(verdict["value"], "#202124"), bold=True)
+    if deploy := deploy_sentence(doc):
+        flow.paragraph(f"{deploy}.")
     if doc.get("hypothesis"):
         flow.paragraph(f"Hypothesis: {doc['hypothesis']}")
     for label, key in (("Impact score", "impact_score"), ("System health score", "system_health_score")):
