@@ -1,0 +1,81 @@
+"""The reliability campaign's CI subset (issue #14): one part of our own stack fails at the worst
+step of a real low-tier run on the session's Airflow, with the dead-man watchdog running beside it
+as deployed; the fault is gone in time, nothing is left behind, nothing is lost.
+
+Each case is one row of benchmarks/campaign.py (tests/e2e/own_stack.py: `one_row` breaks the
+stack when the run reaches the step, follows the cluster every 100 ms and puts everything back);
+the campaign runs the whole matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from chaos_engineering import watchdog
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from tests.e2e.own_stack import WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s
+from tests.e2e.test_tier_runs import Chaos, clean_cluster, policy_of, reports_in  # noqa: F401 (clean_cluster: autouse)
+from tests.integration.receivers import S3Server
+
+pytestmark = pytest.mark.e2e
+
+EXPERIMENT = "cache-slow-quick"  # a 5 ms delay on one cache pod for 20 s: low tier, no approval
+OUTAGE_S = 30.0  # how long Prometheus or S3 stays down
+
+
+@pytest.fixture(scope="module")
+def watchdog_beside(sandbox) -> Iterator[None]:
+    """`chaosctl watchdog` as deployed (default grace and interval), pushing to the sandbox's Pushgateway."""
+    conn = "AIRFLOW_CONN_PUSHGATEWAY_WATCHDOG"
+    os.environ[conn] = json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url})
+    stop = threading.Event()
+    sweeper = threading.Thread(target=watchdog.run, args=(ChaosMeshHook(),), daemon=True,
+                               kwargs={"stop": stop, "pushgateway_conn_id": "pushgateway_watchdog"})
+    sweeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sweeper.join(30)
+        del os.environ[conn]
+
+
+def row_of(chaos: Chaos, sandbox, s3: S3Server, fault: str, step: str) -> Row:
+    """One campaign row; fails on any invariant broken, printing the row."""
+    row = one_row(Stack(sandbox, chaos, OUTAGE_S, s3), fault, step, EXPERIMENT, max(p1_s(chaos), WATCHDOG_BOUND_S))
+    print(f"\n{fault} at {step} ({row.hit}): run {row.state}, safe after {row.safe_s} s, failed {row.failed}")
+    assert row.hit != "-", f"{fault}: the run never reached {step}: {row.note}"
+    assert row.safe_s is not None, f"{fault}: a fault of ours is still on the cluster"
+    broken = {name: count for name, count in invariants([row]).items() if count}
+    assert not broken, f"{fault} at {step}: {broken}; {row}"
+    return row
+
+
+def test_prometheus_killed_mid_monitor_trips_the_fail_safe_within_p1(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
+    row = row_of(chaos, sandbox, s3_reports, "prometheus-stop", "during-monitor")
+    assert row.safe_s <= p1_s(chaos), f"the fault stood {row.safe_s:.1f} s after Prometheus went down (P1 {p1_s(chaos):.1f} s)"
+    assert row.state == "failed" and "monitor" in row.failed, row.failed
+    reads = policy_of(chaos.include).safety.max_failed_reads
+    assert f"could not be read {reads} times in a row" in row.failed["monitor"], row.failed["monitor"]  # the fail-safe
+
+
+def test_triggerer_killed_mid_monitor_the_monitor_resumes_and_the_run_holds(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
+    row = row_of(chaos, sandbox, s3_reports, "triggerer-kill", "during-monitor")
+    assert row.state == "success", row.failed
+
+
+def test_kubernetes_delete_failing_then_recovering_the_removal_goes_on_until_the_fault_is_gone(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
+    row = row_of(chaos, sandbox, s3_reports, "kube-delete-500", "during-monitor")
+    assert row.state == "success", row.failed
+
+
+def test_s3_down_at_report_time_loses_nothing(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
+    chaos.policy(**reports_in(s3_reports))
+    row = row_of(chaos, sandbox, s3_reports, "s3-down", "during-report")
+    assert row.state == "success", row.failed
+    assert row.result_json and row.report_html  # in S3, written once it came back (the storage retries)
