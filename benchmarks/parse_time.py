@@ -1,7 +1,9 @@
-"""Parse time of each DAG file, with the real catalogue and with 1,000 generated experiments.
+"""Parse time of each DAG file, with the real catalogue and with 1,000 generated experiments; and
+the load of 100 generated scenarios (the scenario DAGs' factory will read them at parse).
 
-Run: .venv/bin/python benchmarks/parse_time.py [--experiments 1000] [--repeat 5]
-Targets (issue 4): < 0.5 s per file with the real catalogue, < 1 s with 1,000 experiments.
+Run: .venv/bin/python benchmarks/parse_time.py [--experiments 1000] [--scenarios 100] [--repeat 5]
+Targets (issue 4): < 0.5 s per file with the real catalogue, < 1 s with 1,000 experiments;
+(issue 16) 100 scenario files add < 0.5 s.
 Airflow itself is imported first, as in the dag-processor: only the file's own cost is timed.
 """
 
@@ -38,6 +40,32 @@ def generated_include(count: int) -> Path:
     return folder
 
 
+def generated_scenarios(count: int) -> Path:
+    """A folder of `count` scenarios made from the shipped ones (inline steps included)."""
+    folder = Path(tempfile.mkdtemp(prefix="chaos-bench-scenarios-"))
+    sources = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "include" / "scenarios").glob("*.yaml"))]
+    for i in range(count):
+        scenario = copy.deepcopy(sources[i % len(sources)])
+        scenario["name"] = f"{scenario['name'][:40]}-{i:05d}"
+        (folder / f"{scenario['name']}.yaml").write_text(yaml.safe_dump(scenario))
+    return folder
+
+
+def measure_scenarios(count: int, repeat: int) -> None:
+    from chaos_engineering.catalogue import load_catalogue, load_scenarios
+
+    catalogue = load_catalogue()
+    folder = generated_scenarios(count)
+    times = []
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        book = load_scenarios(catalogue, [folder])
+        times.append(time.perf_counter() - started)
+    assert len(book.scenarios) == count and book.ok, book.issues[:3]
+    times = times[1:]
+    print(f"{count} scenarios{'':<9} load_scenarios{'':<10} median {statistics.median(times) * 1000:7.1f} ms   max {max(times) * 1000:7.1f} ms")
+
+
 def parse_once(path: Path) -> float:
     # A fresh module each time, as the dag-processor parses a file in a fresh process.
     for name in [m for m in sys.modules if m.startswith("chaos_engineering.tier_chain") or m == "_bench_dag"]:
@@ -59,6 +87,7 @@ def measure(label: str, repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=1000)
+    parser.add_argument("--scenarios", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-bench-airflow-"))
@@ -67,6 +96,7 @@ def main() -> None:
 
     print(f"import airflow.sdk: {time.perf_counter() - started:.2f} s (paid once by the dag-processor, not per file)")
     measure("real catalogue", args.repeat)
+    measure_scenarios(args.scenarios, args.repeat)
     os.environ["CHAOS_INCLUDE_DIR"] = str(generated_include(args.experiments))
     measure(f"{args.experiments} experiments", args.repeat)
 

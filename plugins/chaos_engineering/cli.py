@@ -17,39 +17,59 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import yaml
 
-from chaos_engineering.catalogue import load_catalogue
+from chaos_engineering.catalogue import Catalogue, ScenarioBook, experiment_files, is_scenario_file, load_catalogue, load_scenarios
 from chaos_engineering.render import render_chaos_object
 
 
 def _validate(args: argparse.Namespace) -> int:
     from chaos_engineering.issues import github_annotation, junit_report
 
-    catalogue = load_catalogue([Path(p) for p in args.paths] or None, args.policy)
+    catalogue, book = _load_for_validation([Path(p) for p in args.paths], args.policy)
+    files = [*catalogue.files, *book.files]
+    issues = [*catalogue.issues, *book.issues]
     if args.format == "json":
         print(
             json.dumps(
                 {
-                    "valid": catalogue.ok,
-                    "files": [str(f) for f in catalogue.files],
+                    "valid": not issues,
+                    "files": [str(f) for f in files],
                     "experiments": sorted(catalogue.experiments),
-                    "issues": [i.as_dict() for i in catalogue.issues],
+                    "scenarios": sorted(book.scenarios),
+                    "issues": [i.as_dict() for i in issues],
                 },
                 indent=2,
             )
         )
     elif args.format == "junit":
-        print(junit_report([str(f) for f in [catalogue.policy_file, *catalogue.files]], catalogue.issues))
+        print(junit_report([str(f) for f in [catalogue.policy_file, *files]], issues))
     else:
-        for issue in catalogue.issues:
+        for issue in issues:
             print(github_annotation(issue) if args.format == "github" else issue)
-        verdict = "valid" if catalogue.ok else f"INVALID: {len(catalogue.issues)} issue(s)"
-        print(f"{len(catalogue.files)} file(s), {len(catalogue.experiments)} valid experiment(s): {verdict}")
-    return 0 if catalogue.ok else 1
+        verdict = "valid" if not issues else f"INVALID: {len(issues)} issue(s)"
+        scenarios = f", {len(book.scenarios)} valid scenario(s)" if book.files else ""
+        print(f"{len(files)} file(s), {len(catalogue.experiments)} valid experiment(s){scenarios}: {verdict}")
+    return 0 if not issues else 1
+
+
+def _load_for_validation(paths: list[Path], policy: Path | None) -> tuple[Catalogue, ScenarioBook]:
+    """The catalogue and the scenarios; with `paths`, the files among them holding a scenario
+    are read as scenarios, their steps named from those files' experiments and the catalogue's."""
+    if not paths:
+        catalogue = load_catalogue(None, policy)
+        return catalogue, load_scenarios(catalogue)
+    files = experiment_files(paths)
+    scenario_files = [f for f in files if is_scenario_file(f)]
+    catalogue = load_catalogue([f for f in files if f not in scenario_files], policy)
+    if not scenario_files:
+        return catalogue, ScenarioBook()
+    named = replace(catalogue, experiments=load_catalogue(None, policy).experiments | catalogue.experiments)
+    return catalogue, load_scenarios(named, scenario_files)
 
 
 def _render(args: argparse.Namespace) -> int:

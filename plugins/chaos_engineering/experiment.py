@@ -28,8 +28,9 @@ NAME_CHARACTERS = "lowercase letters (a-z), digits and '-', starting and ending 
 ROTATION = "rotation"
 
 
-def _name(name: str) -> str:
-    """An experiment's name: NAME_PATTERN and NAME_MAX_LENGTH, refused in words."""
+def object_name(name: str) -> str:
+    """A name Chaos Mesh objects are named after (an experiment's, a scenario step's): NAME_PATTERN and
+    NAME_MAX_LENGTH, refused in words."""
     if len(name) > NAME_MAX_LENGTH:
         raise PydanticCustomError(
             Rule.RANGE.value, "{detail}",
@@ -77,7 +78,7 @@ class ThresholdOverride(_Strict):
 
 
 class ExperimentFile(_Strict):
-    name: Annotated[str, AfterValidator(_name)]
+    name: Annotated[str, AfterValidator(object_name)]
     tier: Tier
     title: str = Field(min_length=1)
     description: str = ""

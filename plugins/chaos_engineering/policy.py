@@ -286,6 +286,16 @@ class TierPolicy(Strict):
     # How long a human approval counts (from its answer to the injection); the policy's top-level
     # `approval_valid_for` when not given. An announced tier needs at least its announce_ahead.
     approval_valid_for: Seconds | None = None
+    # Scenarios (include/scenarios): the longest span from the first step's start to the last
+    # step's planned end; unset, the tier runs no scenario.
+    scenario_max_duration: Seconds | None = None
+    # The pods every step active at one moment may touch together (both sides of network faults);
+    # the tier's blast_radius.max_pods when unset.
+    scenario_max_pods: int | None = Field(default=None, ge=1)
+
+    @property
+    def scenario_pod_limit(self) -> int:
+        return self.scenario_max_pods if self.scenario_max_pods is not None else self.blast_radius.max_pods
 
 
 class ReportSettings(Strict):

@@ -312,17 +312,28 @@ class _Checker:
             )
 
     def thresholds(self) -> None:
-        known = self.policy.safety.thresholds
-        for name, limit in self.experiment.threshold_limits.items():
-            threshold = known.get(name)
-            if threshold is None:
-                self.fail(f"thresholds.{name}", "unknown-threshold", f"no threshold {name!r} in the policy (known: {', '.join(known)})")
-            elif not threshold.rule.tightens(limit, threshold.limit):
-                self.fail(
+        for field, rule, message in threshold_override_problems(self.experiment.threshold_limits, self.policy):
+            self.fail(field, rule, message)
+
+
+def threshold_override_problems(limits: dict[str, float], policy: SafetyPolicy) -> list[tuple[str, str, str]]:
+    """(field, rule, message) for each override of `thresholds:` (an experiment's or a scenario's)
+    that names no threshold of the policy or loosens its limit: a run may only tighten one."""
+    known = policy.safety.thresholds
+    problems = []
+    for name, limit in limits.items():
+        threshold = known.get(name)
+        if threshold is None:
+            problems.append((f"thresholds.{name}", "unknown-threshold", f"no threshold {name!r} in the policy (known: {', '.join(known)})"))
+        elif not threshold.rule.tightens(limit, threshold.limit):
+            problems.append(
+                (
                     f"thresholds.{name}.limit",
                     "loosened-threshold",
                     f"{limit:g} is looser than the policy's {threshold.limit:g} ({threshold.rule.value}); an experiment may only tighten a limit",
                 )
+            )
+    return problems
 
 
 def check_experiment(experiment: Experiment, policy: SafetyPolicy) -> list[ValidationIssue]:

@@ -259,7 +259,8 @@ def test_catalogue_commands(tmp_path):
 
     catalogue = run("chaosctl validate")
     assert catalogue.returncode == 0, output(catalogue)
-    assert f"{len(files)} file(s), {len(files)} valid experiment(s): valid" in catalogue.stdout
+    scenarios = sorted((REPO_ROOT / "include" / "scenarios").glob("*.yaml"))
+    assert f"{len(files) + len(scenarios)} file(s), {len(files)} valid experiment(s), {len(scenarios)} valid scenario(s): valid" in catalogue.stdout
     one = run("chaosctl validate include/experiments/<tier>/<name>.yaml", tier=tier, name=name)
     assert one.returncode == 0 and "1 file(s), 1 valid experiment(s): valid" in one.stdout, output(one)
 

@@ -21,7 +21,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_validate_the_catalogue():
     result = run("validate")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "valid experiment(s): valid" in result.stdout
+    assert "valid experiment(s), " in result.stdout and "valid scenario(s): valid" in result.stdout
 
 
 def test_validate_rejects_an_unsafe_file_with_a_precise_message(tmp_path):
