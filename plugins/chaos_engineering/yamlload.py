@@ -135,7 +135,7 @@ def _documents(text: str) -> list[Document]:
         data = []
         while loader.check_data():
             data.append(loader.get_data())
-        return [Document(d, node) for d, node in zip(data, loader.roots)]
+        return [Document(d, node, text.count("\n") + 1) for d, node in zip(data, loader.roots)]
     finally:
         loader.dispose()
 
@@ -155,10 +155,15 @@ class Document:
 
     data: Any
     node: Node
+    # The file's last line: PyYAML marks an empty document after a byte-order mark one line past it.
+    last_line: int | None = None
 
     @property
     def line(self) -> int:
-        return self.node.start_mark.line + 1
+        return self._within(self.node.start_mark.line + 1)
+
+    def _within(self, line: int) -> int:
+        return min(line, self.last_line) if self.last_line is not None else line
 
     def line_of(self, field: str) -> int | None:
         """The line (from 1) of the key or item at `field`, a dotted path with items and map keys
@@ -171,7 +176,7 @@ class Document:
             if found is None:
                 break
             at, node = found
-            line = at.start_mark.line + 1
+            line = self._within(at.start_mark.line + 1)
         return line
 
 
