@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sandbox.kubeapi.selectors import label_selector_from_spec, matches_all
 from sandbox.platform.effects import PodInfo
+from sandbox.platform.topology import NODES, node_labels
 
 
 def pod_fields(pod: PodInfo) -> dict[str, str]:
@@ -36,7 +37,7 @@ def select_pods(selector: dict, pods: Sequence[PodInfo]) -> list[PodInfo]:
     fields = selector.get("fieldSelectors") or {}
     annotations = selector.get("annotationSelectors") or {}
     nodes = set(selector.get("nodes") or [])
-    node_labels = selector.get("nodeSelectors") or {}
+    node_selector = selector.get("nodeSelectors") or {}
     chosen = []
     for pod in pods:
         if namespaces and pod.namespace not in namespaces:
@@ -51,11 +52,17 @@ def select_pods(selector: dict, pods: Sequence[PodInfo]) -> list[PodInfo]:
             continue
         if nodes and pod.node_name not in nodes:
             continue
-        # Sandbox nodes have only the well-known hostname label.
-        if node_labels and node_labels != {"kubernetes.io/hostname": pod.node_name}:
+        # Sandbox nodes carry the well-known hostname and zone labels (one node per zone).
+        if node_selector and not _node_matches(node_selector, pod.node_name):
             continue
         chosen.append(pod)
     return sorted(chosen, key=lambda p: (p.namespace, p.name))
+
+
+def _node_matches(wanted: dict, node: str) -> bool:
+    """Chaos Mesh's nodeSelectors: every given label on the pod's node, with that value."""
+    have = node_labels(node) if node in NODES else {}
+    return all(have.get(key) == value for key, value in wanted.items())
 
 
 def apply_mode(pods: list[PodInfo], mode: str, value: str | None, rng: random.Random) -> list[PodInfo]:

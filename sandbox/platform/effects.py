@@ -33,6 +33,7 @@ class PodInfo:
     pod_ip: str
     node_name: str
     containers: tuple[str, ...]
+    zone: str = ""  # the node's topology.kubernetes.io/zone
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,9 +109,37 @@ class KubeStateCollector(Collector):
         yield from (ready, restarts, phase)
 
 
-def kube_state_metrics(pods: Iterable[SimPod]) -> bytes:
+class ZoneCollector(Collector):
+    """Pods ready in each zone, by service, next to the replicas the spread placed there: a lost
+    zone shows as its ready pods falling to 0 while the other zones' hold."""
+
+    def __init__(self, pods: Iterable[SimPod], replicas: Mapping[tuple[str, str, str], int]) -> None:
+        self.pods = list(pods)
+        self.replicas = dict(replicas)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["zone", "namespace", "service"]
+        placed = GaugeMetricFamily(
+            "platform_zone_replicas", "Replicas the topology spread places in the zone, by service.", labels=labels
+        )
+        ready = GaugeMetricFamily("platform_zone_pods_ready", "Pods ready to serve in the zone, by service.", labels=labels)
+        # Every placed (zone, service) has a series from the start, so a lost zone reads 0, not no data.
+        counts = dict.fromkeys(self.replicas, 0)
+        for pod in self.pods:
+            key = (pod.zone, pod.spec.namespace, pod.spec.name)
+            counts[key] = counts.get(key, 0) + int(pod.ready)
+        for key in sorted(counts):
+            placed.add_metric(list(key), self.replicas.get(key, 0))
+            ready.add_metric(list(key), counts[key])
+        yield from (placed, ready)
+
+
+def kube_state_metrics(pods: Iterable[SimPod], zone_replicas: Mapping[tuple[str, str, str], int]) -> bytes:
+    """kube-state-metrics' series, and the platform's zone gauges beside them (same scrape job)."""
+    pods = list(pods)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KubeStateCollector(pods))
+    registry.register(ZoneCollector(pods, zone_replicas))
     return generate_latest(registry)
 
 

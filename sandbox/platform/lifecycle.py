@@ -15,7 +15,7 @@ from sandbox.platform.pods import SimPod, new_uid, pod_name
 from sandbox.platform.replication import Replication
 from sandbox.platform.routes import ROUTES
 from sandbox.platform.stats import BOOKING_OUTCOMES, PAYMENT_OUTCOMES, PodStats
-from sandbox.platform.topology import NODES, ServiceSpec
+from sandbox.platform.topology import NODES, ZONE_LABEL, ZONE_NODES, ServiceSpec
 
 # kube-proxy removes a dead or unready pod from its Service this late: calls in between are
 # refused, and callers retry them on another replica.
@@ -48,27 +48,29 @@ class PodLifecycle:
     _ghosts: list[SimPod]
     _timeline: list[tuple[float, int, Callable[[], None]]]
     _sequence: itertools.count
-    _hosts: itertools.count
+    _hosts: dict[str, itertools.count]
     _undelivered: list[PlatformEvent]
     _primary_down_since: float | None
 
     def _at(self, when: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._timeline, (when, next(self._sequence), action))
 
-    def _new_pod(self, spec: ServiceSpec, *, ordinal: int = 0, name: str | None = None,
+    def _new_pod(self, spec: ServiceSpec, zone: str, *, ordinal: int = 0, name: str | None = None,
                  created: float | None = None, restart_count: int = 0) -> SimPod:
         while name is None or PodRef(spec.namespace, name) in self._pods:
             name = pod_name(spec, ordinal, self.rng)
-        host = next(self._hosts)
-        node = host % len(NODES)
+        node = ZONE_NODES[zone]
+        # Each node hands out addresses from its own pod CIDR, 10.244.<node>.0/24.
+        host = next(self._hosts.setdefault(node, itertools.count()))
         pod = SimPod(
             spec=spec,
             name=name,
             uid=new_uid(self.rng),
-            ip=f"10.244.{node}.{2 + (host // len(NODES)) % 250}",
-            node=NODES[node],
+            ip=f"10.244.{NODES.index(node)}.{2 + host % 250}",
+            node=node,
+            zone=zone,
             created=self.now if created is None else created,
-            labels=spec.labels,
+            labels={**spec.labels, ZONE_LABEL: zone},
             restart_count=restart_count,
             probe_carry=self.rng.random(),
         )
@@ -114,13 +116,15 @@ class PodLifecycle:
         self._at(self.now + CONTROLLER_REACTION_S, lambda: self._replace(pod))
 
     def _replace(self, old: SimPod) -> None:
+        # The replacement lands in the zone the dead pod left short: the one the spread
+        # constraint allows (a StatefulSet's pod also follows its zonal volume there).
         if old.spec.stateful:
             # A StatefulSet brings the same identity back; the brief counts it as a restart.
             if old.ref in self._pods:
                 return
-            pod = self._new_pod(old.spec, name=old.name, restart_count=old.restart_count + 1)
+            pod = self._new_pod(old.spec, old.zone, name=old.name, restart_count=old.restart_count + 1)
         else:
-            pod = self._new_pod(old.spec)
+            pod = self._new_pod(old.spec, old.zone)
         self._boot(pod)
 
     def _boot(self, pod: SimPod) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from sandbox.platform.network import BASE_ONE_WAY_S, transit
 
 if TYPE_CHECKING:
+    from sandbox.platform.effects import PodRef
     from sandbox.platform.platform import Platform
     from sandbox.platform.pods import SimPod
 
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 MSS_BYTES = 1448
 # What an HTTP fault's abort looks like to the caller's sidecar (Envoy answers 503 on a reset).
 ABORT_CODE = 503
+# Outlier detection in the caller's sidecar (Envoy's, as Istio sets it up): an endpoint the caller
+# could not connect to this many times in a row leaves that caller's pool for EJECTION_S, then is
+# tried again. Only connections that cannot be made (a partition) count: slow or failing answers
+# keep their endpoint, so delays, loss and HTTP faults show in full.
+EJECT_AFTER_CONNECT_FAILURES = 3
+EJECTION_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,10 @@ class Mesh:
         self.routes = routes
         self.rng = platform.rng
         self.faults = platform.faults
+        # Per (caller, endpoint): connect failures in a row, and until when the endpoint is ejected.
+        self._connect_failures: dict[tuple[PodRef | None, PodRef], int] = {}
+        self._ejected: dict[tuple[PodRef | None, PodRef], float] = {}
+        self._ejections_end = 0.0
 
     # -- the app's own work ---------------------------------------------------------------
 
@@ -88,7 +99,7 @@ class Mesh:
         real client would (connection refused always; a 5xx only for idempotent requests)."""
         spent, tried, reply = 0.0, [], None
         for _ in range(attempts):
-            target = pod or self._pick(service, tried)
+            target = pod or self._pick(caller, service, tried)
             if target is None:
                 return Reply(503, spent + 2 * BASE_ONE_WAY_S, "unavailable")
             tried.append(target)
@@ -98,12 +109,43 @@ class Mesh:
                 break
         return Reply(reply.code, spent, reply.failure)
 
-    def _pick(self, service: str, tried: list[SimPod]) -> SimPod | None:
+    def _pick(self, caller: SimPod | None, service: str, tried: list[SimPod]) -> SimPod | None:
         endpoints = self.platform.endpoints(service)
         if not endpoints:
             return None
+        if self._ejected and self._ejections_end <= self.platform.now:
+            self._ejected.clear()  # all served: back to the plain pick (and no entries for dead pods)
+        if self._ejected:
+            # A zone cut off from the caller drops out of its pool, and calls go to the zones it
+            # reaches; with every endpoint ejected the pool is used whole (Istio's minHealthPercent 0).
+            endpoints = self._healthy(caller.ref if caller is not None else None, endpoints) or endpoints
         fresh = [pod for pod in endpoints if pod not in tried] or endpoints
         return fresh[0] if len(fresh) == 1 else self.rng.choice(fresh)
+
+    def _healthy(self, caller: PodRef | None, endpoints: list[SimPod]) -> list[SimPod]:
+        now, healthy = self.platform.now, []
+        for pod in endpoints:
+            until = self._ejected.get((caller, pod.ref))
+            if until is not None and until > now:
+                continue
+            if until is not None:  # back in the pool, with a clean record
+                del self._ejected[(caller, pod.ref)]
+            healthy.append(pod)
+        return healthy
+
+    def _connected(self, caller: PodRef | None, pod: PodRef, connected: bool) -> None:
+        key = (caller, pod)
+        if connected:
+            self._connect_failures.pop(key, None)
+            return
+        if key in self._ejected:
+            return
+        failures = self._connect_failures.get(key, 0) + 1
+        if failures >= EJECT_AFTER_CONNECT_FAILURES:
+            self._connect_failures.pop(key, None)
+            self._ejected[key] = self._ejections_end = self.platform.now + EJECTION_S
+        else:
+            self._connect_failures[key] = failures
 
     def attempt(self, caller: SimPod | None, pod: SimPod, path: str, timeout: float, *,
                 assume_up: bool = False) -> Reply:
@@ -113,13 +155,16 @@ class Mesh:
             return Reply(503, 2 * BASE_ONE_WAY_S + 0.0005, "refused")
         caller_ref = caller.ref if caller is not None else None
         rng, shapers = self.rng, self.platform.shapers
-        out = transit(self.faults.link(caller_ref, pod.ref), route.request_bytes,
-                      _segments(route.request_bytes), rng, shapers)
+        there, back_link = self.faults.link(caller_ref, pod.ref), self.faults.link(pod.ref, caller_ref)
+        if there is not None or back_link is not None or self._connect_failures:
+            # A TCP handshake needs both directions: across a partition either way it never completes.
+            cut = (there is not None and there.partition) or (back_link is not None and back_link.partition)
+            self._connected(caller_ref, pod.ref, not cut)
+        out = transit(there, route.request_bytes, _segments(route.request_bytes), rng, shapers)
         if out is None or out >= timeout:
             return Reply(504, timeout, "timeout")
         code, served, aborted = self.serve(pod, route)
-        back = transit(self.faults.link(pod.ref, caller_ref), route.response_bytes,
-                       _segments(route.response_bytes), rng, shapers)
+        back = transit(back_link, route.response_bytes, _segments(route.response_bytes), rng, shapers)
         if back is None or out + served + back >= timeout:
             return Reply(504, timeout, "timeout")
         return Reply(code, out + served + back, "reset" if aborted else None)

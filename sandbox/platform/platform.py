@@ -33,7 +33,7 @@ from sandbox.platform.pods import SimPod
 from sandbox.platform.replication import Replication
 from sandbox.platform.routes import DECLINE_RATE, ROUTES
 from sandbox.platform.stats import Ledger, Measurement
-from sandbox.platform.topology import SERVICES
+from sandbox.platform.topology import SERVICES, ServiceSpec, spread
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,10 @@ class Platform(PodLifecycle):
         tick_s: float = 0.1,
         seed: int | None = None,
         start_time: float | None = None,
+        services: tuple[ServiceSpec, ...] = SERVICES,
     ) -> None:
+        """`services` is CONTRACT.md's topology; tests pass another one (e.g. a service with a
+        single replica, so that all of it lives in one zone)."""
         self.rate = rate
         self.restart_delay_s = restart_delay_s
         self.failover_after_s = failover_after_s
@@ -106,12 +109,19 @@ class Platform(PodLifecycle):
         self._ghosts: list[SimPod] = []
         self._timeline: list[tuple[float, int, Callable[[], None]]] = []
         self._sequence = itertools.count()
-        self._hosts = itertools.count()
+        self._hosts: dict[str, itertools.count] = {}
         self._endpoints: dict[str, list[SimPod]] | None = None
         self._primary_down_since: float | None = None
-        for spec in SERVICES:
+        self.services = services
+        # Replicas per (zone, namespace, service) as the spread placed them; replacements keep it.
+        self.zone_replicas: dict[tuple[str, str, str], int] = {}
+        placement = spread(services)
+        for spec in services:
             for ordinal in range(spec.replicas):
-                pod = self._new_pod(spec, ordinal=ordinal, created=self.now - self.rng.uniform(3_600, 259_200))
+                zone = placement[(spec.name, ordinal)]
+                key = (zone, spec.namespace, spec.name)
+                self.zone_replicas[key] = self.zone_replicas.get(key, 0) + 1
+                pod = self._new_pod(spec, zone, ordinal=ordinal, created=self.now - self.rng.uniform(3_600, 259_200))
                 pod.phase, pod.serving, pod.ready = "Running", True, True
         self._assign_roles()
         # The initial pods predate every listener: nobody is told they were "created".
@@ -207,7 +217,7 @@ class Platform(PodLifecycle):
 
     def render_kube_state_metrics(self) -> bytes:
         with self._lock:
-            return exposition.kube_state_metrics(self._pods.values())
+            return exposition.kube_state_metrics(self._pods.values(), self.zone_replicas)
 
     def scrape_targets(self, address: str) -> list[dict]:
         with self._lock:
@@ -274,7 +284,7 @@ class Platform(PodLifecycle):
     def endpoints(self, service: str) -> list[SimPod]:
         """The pods a Service routes to: the ready ones, and dead ones kube-proxy has not dropped yet."""
         if self._endpoints is None:
-            self._endpoints = {spec.name: [] for spec in SERVICES}
+            self._endpoints = {spec.name: [] for spec in self.services}
             for pod in itertools.chain(self._pods.values(), self._ghosts):
                 if pod.ready or pod.stale_until > self.now:
                     self._endpoints[pod.spec.name].append(pod)

@@ -28,6 +28,9 @@ class SimPod:
     uid: str
     ip: str
     node: str
+    # Where the pod runs (its node's zone); routing and the zone metrics go by this, not by the
+    # pod's label, which the API lets anyone change.
+    zone: str
     created: float
     labels: dict[str, str]
     phase: str = "Pending"
@@ -99,6 +102,7 @@ class SimPod:
             pod_ip=self.ip,
             node_name=self.node,
             containers=(self.spec.name,),
+            zone=self.zone,
         )
 
 

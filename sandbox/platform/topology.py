@@ -1,7 +1,8 @@
-"""The booking platform's services, namespaces and nodes, as CONTRACT.md fixes them."""
+"""The booking platform's services, namespaces, nodes and zones, as CONTRACT.md fixes them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
@@ -9,6 +10,12 @@ GiB = 1024 * MiB
 
 NAMESPACES = ("default", "kube-system", "chaos-engineering", "booking", "payments", "notifications")
 NODES = ("sandbox-node-1", "sandbox-node-2", "sandbox-node-3")
+ZONES = ("zone-a", "zone-b", "zone-c")
+# The well-known label a cloud provider puts on its nodes; the sandbox's pods carry it too.
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# One node per zone: losing a zone and losing its node are the same thing here.
+NODE_ZONES: dict[str, str] = dict(zip(NODES, ZONES))
+ZONE_NODES: dict[str, str] = dict(zip(ZONES, NODES))
 PART_OF = "booking-platform"
 
 
@@ -48,3 +55,21 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 
 SERVICES_BY_NAME: dict[str, ServiceSpec] = {spec.name: spec for spec in SERVICES}
+
+
+def node_labels(node: str) -> dict[str, str]:
+    """The labels of a sandbox node, as Chaos Mesh's `nodeSelectors` match them."""
+    return {"kubernetes.io/hostname": node, ZONE_LABEL: NODE_ZONES[node]}
+
+
+def spread(services: Iterable[ServiceSpec]) -> dict[tuple[str, int], str]:
+    """The zone of each replica (service, ordinal): round-robin over the zones, carried on from
+    one service to the next, as a `topologySpreadConstraints` (maxSkew 1 on the zone) scheduler
+    places a fresh cluster. A service of three replicas or more has one in every zone, each
+    service is balanced within one pod, and so is the whole platform."""
+    placement, slot = {}, 0
+    for spec in services:
+        for ordinal in range(spec.replicas):
+            placement[(spec.name, ordinal)] = ZONES[slot % len(ZONES)]
+            slot += 1
+    return placement

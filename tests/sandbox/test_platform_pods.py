@@ -42,8 +42,10 @@ def test_topology_matches_the_contract(platform):
             "app": pod.service,
             "app.kubernetes.io/name": pod.service,
             "app.kubernetes.io/part-of": "booking-platform",
+            "topology.kubernetes.io/zone": pod.zone,
             **role,
         }
+        assert pod.zone in ("zone-a", "zone-b", "zone-c")
         if pod.service == "database":
             assert re.fullmatch(r"database-[01]", pod.name)
         else:
