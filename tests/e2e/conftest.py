@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pytest
+import requests
 
 from sandbox.airflow_stack import AirflowStack
 from tests.integration.receivers import S3Server
+
+if TYPE_CHECKING:
+    from tests.e2e.test_tier_runs import Chaos
 
 StackFactory = Callable[..., AirflowStack]
 
@@ -27,6 +33,22 @@ def pytest_configure(config: pytest.Config) -> None:
 def needs_steady_platform(request: pytest.FixtureRequest) -> bool:
     """Whether the test's setup must wait for a platform pre-flight would pass (`no_preflight`)."""
     return request.node.get_closest_marker("no_preflight") is None
+
+
+def chaos_page_url(chaos: Chaos, path: str) -> str:
+    """An address of the Chaos page the plugin mounts at `/chaos`, under the stack's `[api] base_url`."""
+    return f"{chaos.stack.base_url.rstrip('/')}/chaos{path}"
+
+
+def report_links(chaos: Chaos, dag_id: str, run_id: str) -> dict[str, str]:
+    """The report task's extra links (name: URL), as Airflow's REST API gives them to its UI."""
+    path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/report/links"
+    return chaos.admin.request("GET", path)["extra_links"]
+
+
+def get_as(chaos: Chaos, username: str, url: str) -> requests.Response:
+    """GET `url` of the session's Airflow (its API or the Chaos page) with `username`'s own token."""
+    return requests.get(url, headers={"Authorization": f"Bearer {chaos.stack.client(username).token()}"}, timeout=60)
 
 
 def start_stack(

@@ -291,7 +291,9 @@ def test_8_the_stop_button_removes_the_live_fault(sre: AirflowUI, chaos: Chaos, 
     row = chaos_page.locator(f'#active-faults tr[data-run-id="{journey.rotation}"]')
     expect(row).to_contain_text(journey.rotation_experiment)
     shots.take(page, "chaos page with a live fault", docs_name="chaos-page.png")
-    page.on("dialog", lambda dialog: dialog.accept())  # the page asks to confirm; the SRE does
+    # The stop asks no confirmation (the page calls act() with none: the typed reason is the deliberate
+    # step). Were a dialog ever shown, Playwright would dismiss it and so cancel the stop: accept it.
+    page.on("dialog", lambda dialog: dialog.accept())
     try:
         chaos_page.locator("#stop-reason").fill(STOP_REASON)
         chaos_page.locator("#stop-button").click()

@@ -27,7 +27,7 @@ from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from sandbox.airflow_client import AirflowApiError, AirflowClient
 from sandbox.airflow_stack import VERIFIER
 from tests.integration.chaos_support import create_fault, get, remove, wait_injected
-from tests.e2e.conftest import needs_steady_platform
+from tests.e2e.conftest import chaos_page_url, get_as, needs_steady_platform, report_links
 from tests.e2e.test_tier_runs import ALL_DAY, NAMESPACE, Chaos, FaultWatch, clean_up_after, policy_of
 from sandbox.steady import wait_steady
 
@@ -246,15 +246,13 @@ def test_a_stop_pressed_on_the_chaos_page_halts_in_the_users_name_and_removes_a_
 
 def test_the_report_task_links_open_the_report_through_the_chaos_page(chaos: Chaos) -> None:
     run_id, result = chaos.run("chaos_low_risk", "booking-api-quick-kill", expect="success", dry_run=True)
-    links = chaos.admin.request("GET", f"/dags/chaos_low_risk/dagRuns/{quote(run_id, safe='')}/taskInstances/report/links")["extra_links"]
+    links = report_links(chaos, "chaos_low_risk", run_id)
     quoted = quote(run_id, safe="")
-    base = chaos.stack.base_url.rstrip("/")
-    assert links == {"Report (HTML)": f"{base}/chaos/reports/chaos_low_risk/{quoted}/report.html",
-                     "Report (PDF)": f"{base}/chaos/reports/chaos_low_risk/{quoted}/report.pdf"}
-    viewer = chaos.stack.client(VERIFIER)
-    html = requests.get(links["Report (HTML)"], headers={"Authorization": f"Bearer {viewer.token()}"}, timeout=60)
+    assert links == {"Report (HTML)": chaos_page_url(chaos, f"/reports/chaos_low_risk/{quoted}/report.html"),
+                     "Report (PDF)": chaos_page_url(chaos, f"/reports/chaos_low_risk/{quoted}/report.pdf")}
+    html = get_as(chaos, VERIFIER, links["Report (HTML)"])
     assert html.status_code == 200 and html.headers["content-type"] == "text/html; charset=utf-8"
     assert html.content == (chaos.folder("chaos_low_risk", run_id) / "report.html").read_bytes()
-    pdf = requests.get(links["Report (PDF)"], headers={"Authorization": f"Bearer {viewer.token()}"}, timeout=60)
+    pdf = get_as(chaos, VERIFIER, links["Report (PDF)"])
     assert (pdf.status_code, pdf.headers["content-type"], pdf.content[:5]) == (200, "application/pdf", b"%PDF-")
     assert requests.get(links["Report (HTML)"], timeout=60).status_code == 401

@@ -13,12 +13,15 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
 from chaos_engineering import watchdog
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from tests.e2e.own_stack import WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s
+from sandbox.airflow_stack import VERIFIER
+from tests.e2e.conftest import chaos_page_url, get_as, report_links
+from tests.e2e.own_stack import DAG_ID, WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s
 from tests.e2e.test_tier_runs import Chaos, clean_cluster, policy_of, reports_in  # noqa: F401 (clean_cluster: autouse)
 from tests.integration.receivers import S3Server
 
@@ -79,3 +82,27 @@ def test_s3_down_at_report_time_loses_nothing(chaos: Chaos, sandbox, s3_reports:
     row = row_of(chaos, sandbox, s3_reports, "s3-down", "during-report")
     assert row.state == "success", row.failed
     assert row.result_json and row.report_html  # in S3, written once it came back (the storage retries)
+    # ...and served from there by the Chaos page to a read-only user, by the report task's link.
+    [run] = chaos.admin.recent_runs(DAG_ID, 1)
+    assert (run["conf"] or {}).get("experiment") == EXPERIMENT, f"the newest {DAG_ID} run is not the row's: {run}"
+    run_id = run["dag_run_id"]
+    html = stored_object(s3_reports, run_id, "report.html")
+    result = json.loads(stored_object(s3_reports, run_id, "result.json"))
+    link = report_links(chaos, DAG_ID, run_id)["Report (HTML)"]
+    assert link == chaos_page_url(chaos, f"/reports/{DAG_ID}/{quote(run_id, safe='')}/report.html"), link
+    page = get_as(chaos, VERIFIER, link)
+    assert (page.status_code, page.headers.get("content-type")) == (200, "text/html; charset=utf-8"), page.text[:500]
+    # The report names the experiment by its title (report/html.py title_of), and the run.
+    assert page.content == html and result["experiment"]["title"] in page.text and run_id in page.text
+    status = get_as(chaos, VERIFIER, chaos_page_url(chaos, "/api/status"))
+    assert status.status_code == 200, status.text[:500]
+    runs = status.json()["recent_runs"]
+    assert isinstance(runs, list), runs  # else {"error": ...}: the page could not list the runs
+    [shown] = [r for r in runs if r["run_id"] == run_id]
+    assert (shown["verdict"], shown["verdict_reason"], shown["report_html"]) == (result["verdict"], result["verdict_reason"], link), shown
+
+
+def stored_object(s3: S3Server, run_id: str, name: str) -> bytes:
+    """The bytes of one file of the run's folder in the reports bucket (read straight from S3)."""
+    [key] = [k for k in s3.keys() if f"/{DAG_ID}/" in f"/{k}" and k.endswith(f"/{run_id}/{name}")]
+    return s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()

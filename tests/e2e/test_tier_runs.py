@@ -237,7 +237,7 @@ def clean_low_risk_run(chaos: Chaos, sandbox) -> str:
     assert report["verdict"]["value"] == "held"
     # The run's note, written by the DAG through the REST API: what ran, the verdict, the report.
     note = chaos.admin.run("chaos_low_risk", run_id)["note"]
-    assert note.startswith(f"booking-api-quick-kill · low · real · held: {result['verdict_reason']}\n\nReport: [HTML](/chaos/reports/chaos_low_risk/"), note
+    assert note.startswith(f"booking-api-quick-kill · low · real · held: {result['verdict_reason']}\n\nReport: [HTML]({chaos.stack.base_url}/chaos/reports/chaos_low_risk/"), note
     texts = chaos.slack_texts(run_id)
     assert any("booking-api-quick-kill" in t and "injected" in t.lower() for t in texts), texts
     assert any("held" in t for t in texts), texts

@@ -224,7 +224,8 @@ def test_the_rotation_is_asked_for_by_its_value_or_the_empty_one(value, expected
     assert requested_experiment(value) == expected
 
 
-def test_run_notes():
+def test_run_notes(monkeypatch):
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
     assert run_note("cache-failure", Tier.MEDIUM, False) == "cache-failure · medium · real"
     assert run_note("cache-failure", Tier.MEDIUM, True) == "cache-failure · medium · dry run"
     plan = {"note": "cache-failure · medium · real"}
@@ -236,6 +237,20 @@ def test_run_notes():
     assert final_note(None, "aborted", "the plan step failed: nothing was injected", "chaos_low_risk", "r1") == (
         "aborted: the plan step failed: nothing was injected\n\n"
         "Report: [HTML](/chaos/reports/chaos_low_risk/r1/report.html) · [PDF](/chaos/reports/chaos_low_risk/r1/report.pdf)"
+    )
+
+
+def test_the_run_notes_report_links_are_the_report_tasks_extra_links_under_the_api_base_url(monkeypatch):
+    """Behind a proxy that serves Airflow under a sub-path, a site-relative `/chaos/...` would miss it."""
+    from chaos_engineering.ui.links import ReportHtmlLink, ReportPdfLink
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://ops.example.com/airflow/")
+    run_id = "manual__2026-05-05T18:00:00+00:00"
+    key = SimpleNamespace(dag_id="chaos_medium_risk", run_id=run_id)
+    html, pdf = ReportHtmlLink().get_link(None, ti_key=key), ReportPdfLink().get_link(None, ti_key=key)
+    assert html == "https://ops.example.com/airflow/chaos/reports/chaos_medium_risk/manual__2026-05-05T18%3A00%3A00%2B00%3A00/report.html"
+    assert final_note(None, "held", "no threshold breached", "chaos_medium_risk", run_id) == (
+        f"held: no threshold breached\n\nReport: [HTML]({html}) · [PDF]({pdf})"
     )
 
 

@@ -7,7 +7,6 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -18,6 +17,7 @@ from chaos_engineering.operators.common import policy_or_fail, run_identity, wri
 from chaos_engineering.operators.drill import DRILL_KEY
 from chaos_engineering.operators.fault import REMOVAL_KEY
 from chaos_engineering.operators.recovery import STAGES
+from chaos_engineering.ui.links import report_url
 from chaos_engineering.verification import run_id_problem
 
 RESULT_SCHEMA_VERSION = 1
@@ -137,16 +137,12 @@ def still_on_cluster(result: dict[str, Any]) -> str | None:
     return f"THE FAULT MAY STILL BE APPLIED: the teardown could not remove {names} ({removal.get('error') or 'deletion not finished'}); run `chaosctl stop`"
 
 
-def report_link(dag_id: str, run_id: str) -> str:
-    """The run's HTML report as the Airflow api-server serves it (the plugin's reports route)."""
-    return f"/chaos/reports/{quote(dag_id, safe='')}/{quote(run_id, safe='')}/report.html"
-
-
 def final_note(plan: dict[str, Any] | None, verdict_: str, reason: str, dag_id: str, run_id: str) -> str:
-    """The run's note once it has ended: what ran (the plan's note), the verdict sentence, the report."""
+    """The run's note once it has ended: what ran (the plan's note), the verdict sentence, the report
+    (the links the report task's extra links give, under `[api] base_url`)."""
     what = f"{plan['note']} · " if plan and plan.get("note") else ""
-    html = report_link(dag_id, run_id)
-    return f"{what}{verdict_}: {reason}\n\nReport: [HTML]({html}) · [PDF]({html.removesuffix('.html')}.pdf)"
+    html, pdf = report_url(dag_id, run_id, "report.html"), report_url(dag_id, run_id, "report.pdf")
+    return f"{what}{verdict_}: {reason}\n\nReport: [HTML]({html}) · [PDF]({pdf})"
 
 
 class WriteResultOperator(BaseOperator):

@@ -23,7 +23,9 @@ from airflow.models.taskinstance import TaskInstance
 from airflow.utils.state import TaskInstanceState
 from chaos_engineering.catalogue import Catalogue
 from chaos_engineering.chaosmesh.duration import parse_go_duration
+from chaos_engineering.chaosmesh.spec import parse_spec
 from chaos_engineering.emergency import ObjectRef, deletion_age_s, owned_objects
+from chaos_engineering.experiment import Experiment
 from chaos_engineering.halt import HaltFlag
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
@@ -102,6 +104,19 @@ def reading(name: str, threshold: Threshold, value: float | None, problem: str, 
     return row | ({"status": "breach", "message": breach.message} if breach else {"status": "ok", "message": ""})
 
 
+def fault_action(kind: str, spec: dict[str, Any], experiment: Experiment | None) -> str | None:
+    """What a fault on the cluster does, in rules.fault_actions' words: a PodChaos', NetworkChaos'
+    or IOChaos' `action`, a StressChaos' stressors, an HTTPChaos' faults (abort, delay, ...: it has
+    no `action`). Read from the object's own spec, which is what is applied; from its catalogue
+    experiment's when that spec does not parse (a Chaos Mesh newer than our models)."""
+    typed, _ = parse_spec(kind, spec)
+    if typed is None and experiment is not None:
+        typed = experiment.spec
+    if typed is None:
+        return None
+    return ", ".join(fault_actions(typed)) or None
+
+
 def active_faults(hook: ChaosMeshHook, catalogue: Catalogue, prometheus: PrometheusHook) -> list[dict[str, Any]]:
     policy = catalogue.policy
     now = dt.datetime.now(dt.timezone.utc)
@@ -119,7 +134,7 @@ def active_faults(hook: ChaosMeshHook, catalogue: Catalogue, prometheus: Prometh
             "kind": ref.kind, "name": ref.name, "namespace": ref.namespace, "dag_id": ref.dag_id, "run_id": ref.run_id,
             "run_url": run_url(ref.dag_id, ref.run_id) if ref.dag_id else None, "tier": ref.tier, "experiment": ref.experiment,
             "target": ref.target_service,
-            "action": ", ".join(fault_actions(experiment.spec)) if experiment else spec.get("action"), "state": fault_state(obj),
+            "action": fault_action(ref.kind, spec, experiment), "state": fault_state(obj),
             "time_left_s": max(0, round(ends_at - now.timestamp())), "deleting_for_s": round(deleting_for, 1) if deleting_for is not None else None,
             "_thresholds": thresholds, "_baseline": recorded_baseline(obj),
             "readings_error": None if experiment else f"experiment {ref.experiment!r} is not a valid experiment of the catalogue: no thresholds to show",
