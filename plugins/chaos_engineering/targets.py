@@ -13,6 +13,7 @@ from chaos_engineering.external_targets import resolve_addresses, run_time_probl
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.policy import Mode, SafetyPolicy, Tier
 from chaos_engineering.reach import forbidden_reasons, selected_namespaces
+from chaos_engineering.scenario import Scenario, format_offset
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,24 @@ class TargetCheck:
         return not self.problems
 
 
+Side = tuple[str, list[TargetPod], Any, "str | None"]  # (name, resolved pods, mode, value)
+
+
+def resolve_sides(hook: ChaosMeshHook, spec: Any, check: TargetCheck) -> list[Side]:
+    """Both sides of `spec` resolved now into `check` (targets, and peers for a NetworkChaos
+    target), with a problem for a side that has no ready pod: Chaos Mesh needs both."""
+    check.targets = resolve_pods(hook, spec.selector)
+    sides: list[Side] = [("selector", check.targets, spec.mode, spec.value)]
+    target = getattr(spec, "target", None)
+    if getattr(target, "selector", None) is not None:
+        check.peers = resolve_pods(hook, target.selector)
+        sides.append(("target selector", check.peers, target.mode, target.value))
+    for name, pods, _, _ in sides:
+        if not any(p.ready for p in pods):
+            check.problems.append(f"the {name} resolves to no ready pod ({len(pods)} pod(s) found)")
+    return sides
+
+
 def verify_targets(
     hook: ChaosMeshHook,
     policy: SafetyPolicy,
@@ -136,15 +155,7 @@ def verify_targets(
             "run cannot list, so it cannot prove them unprotected; run it without remoteCluster"
         )
         return check
-    check.targets = resolve_pods(hook, spec.selector)
-    sides = [("selector", check.targets, spec.mode, spec.value)]
-    target = getattr(spec, "target", None)
-    if getattr(target, "selector", None) is not None:
-        check.peers = resolve_pods(hook, target.selector)
-        sides.append(("target selector", check.peers, target.mode, target.value))
-    for name, pods, _, _ in sides:
-        if not any(p.ready for p in pods):
-            check.problems.append(f"the {name} resolves to no ready pod ({len(pods)} pod(s) found)")
+    sides = resolve_sides(hook, spec, check)
     check.problems += protected_violations(policy, tier, check.targets + check.peers)
     affected = [affected_pods(mode, value, len(pods)) for _, pods, mode, value in sides]
     limit = policy.tiers[tier].blast_radius.max_pods
@@ -155,3 +166,88 @@ def verify_targets(
         check.problems.append(f"{sum(affected)} pods would be hit: {detail}; the {tier.value} tier allows {limit}")
     check.problems += run_time_problems(policy, tier, list(getattr(spec, "externalTargets", None) or []), resolve)
     return check
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioTargetCheck:
+    """Each step's pods resolved now, the most pods the steps standing at one moment may touch
+    together, and every reason not to start the scenario (empty: go)."""
+
+    steps: dict[str, TargetCheck] = field(default_factory=dict)
+    peak: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def any_level_violations(policy: SafetyPolicy, pods: list[TargetPod]) -> list[str]:
+    """Why each pod may not be touched by a scenario step: protected at any level but none (the low
+    and the high tier forbid every such level between them), or outside the target namespaces."""
+    return list(dict.fromkeys(v for tier in (Tier.LOW, Tier.HIGH) for v in protected_violations(policy, tier, pods)))
+
+
+def standing_pods(sides: list[Side]) -> tuple[set[str], int]:
+    """The pods some standing sides touch: the exact pods of every side whose mode takes all its
+    candidates, and a count for the sides that pick some at random (counted as distinct, since
+    which ones is only known when Chaos Mesh picks)."""
+    exact: set[str] = set()
+    picked = 0
+    for _, pods, mode, value in sides:
+        affected = affected_pods(mode, value, len(pods))
+        if affected >= len(pods):
+            exact |= {p.ref for p in pods}
+        else:
+            picked += affected
+    return exact, picked
+
+
+def verify_scenario_targets(
+    hook: ChaosMeshHook,
+    policy: SafetyPolicy,
+    scenario: Scenario,
+    *,
+    resolve: Callable[[str], list[str]] = resolve_addresses,
+) -> ScenarioTargetCheck:
+    """Resolve both sides of every step now and check the scenario against the policy.
+
+    Refused, per step: what `verify_targets` refuses (no ready pod on a side, a pod outside the
+    target namespaces, an externalTarget that is or resolves to a protected or non-public address,
+    any remoteCluster), and a pod of a protected service of any level. For the whole scenario: at
+    each step's planned start, more pods touched by the steps standing then than the tier's
+    `scenario_max_pods`, as the union of their resolved pods (a step's own count answers to this
+    limit, not to its tier's single-experiment `max_pods`: a zone outage takes every pod of a zone).
+    """
+    result = ScenarioTargetCheck()
+    sides_of: dict[str, list[Side]] = {}
+    for step in scenario.steps:
+        spec, check = step.experiment.spec, TargetCheck()
+        if spec.remoteCluster:
+            check.problems.append(f"remoteCluster {spec.remoteCluster!r}: the fault would select pods in another cluster, which this run cannot list")
+            sides_of[step.name] = []
+        else:
+            sides_of[step.name] = resolve_sides(hook, spec, check)
+            check.problems += any_level_violations(policy, check.targets + check.peers)
+            entries = list(getattr(spec, "externalTargets", None) or [])
+            check.problems += list(dict.fromkeys(p for tier in (Tier.LOW, Tier.HIGH) for p in run_time_problems(policy, tier, entries, resolve)))
+        result.steps[step.name] = check
+        result.problems += [f"step {step.name!r}: {problem}" for problem in check.problems]
+    limit, tier = policy.tiers[scenario.tier].scenario_pod_limit, scenario.tier.value
+    timeline = scenario.timeline(policy)
+    reported: set[frozenset[str]] = set()
+    for window in timeline.values():
+        standing = [name for name, w in timeline.items() if w.start <= window.start < w.end]
+        exact, picked = standing_pods([side for name in standing for side in sides_of[name]])
+        total = len(exact) + picked
+        result.peak = max(result.peak, total)
+        if total > limit and frozenset(standing) not in reported:
+            reported.add(frozenset(standing))
+            result.problems.append(
+                f"steps {', '.join(repr(n) for n in standing)} standing together from {format_offset(window.start)} would touch "
+                f"{total} pods ({len(exact)} resolved, {picked} picked at random), beyond the {tier} tier's scenario maximum of {limit}"
+            )
+    return result
