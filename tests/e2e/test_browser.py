@@ -150,6 +150,8 @@ def test_3_the_sre_approves_in_the_required_action_view(sre: AirflowUI, chaos: C
     # fails the task in 3.3 (shared/AIRFLOW-NOTES.md): wait until answering is safe.
     sre.client.wait_until_respondable(MEDIUM, run_id, "approve_sre")
     assert chaos.objects() == [], "a fault exists before the approval"
+    # The note plan wrote on the run: what runs, at which tier, for real or as a dry run.
+    assert chaos.admin.run(MEDIUM, run_id)["note"] == f"{CHOSEN} · medium · real"
     page = sre.open_required_action(MEDIUM, run_id, "approve_sre")
     approve = page.get_by_role("button", name="Approve", exact=True)
     expect(approve).to_be_visible()
