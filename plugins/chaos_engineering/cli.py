@@ -24,7 +24,7 @@ from typing import TypeVar
 import yaml
 
 from chaos_engineering.catalogue import Catalogue, ScenarioBook, experiment_files, is_scenario_file, load_catalogue, load_scenarios
-from chaos_engineering.render import render_chaos_object
+from chaos_engineering.render import render_chaos_object, render_scenario_objects
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -75,16 +75,21 @@ def _load_for_validation(paths: list[Path], policy: Path | None) -> tuple[Catalo
 def _render(args: argparse.Namespace) -> int:
     catalogue = load_catalogue([Path(p) for p in args.catalogue] if args.catalogue else None, args.policy)
     experiment = catalogue.get(args.name)
-    if experiment is None or catalogue.policy is None:
+    scenario = load_scenarios(catalogue).scenarios.get(args.name) if experiment is None and catalogue.policy is not None else None
+    if (experiment is None and scenario is None) or catalogue.policy is None:
         for issue in catalogue.issues:
             print(issue, file=sys.stderr)
-        print(f"no valid experiment named {args.name!r} (valid: {', '.join(sorted(catalogue.experiments)) or 'none'})", file=sys.stderr)
+        print(f"no valid experiment or scenario named {args.name!r} (valid experiments: "
+              f"{', '.join(sorted(catalogue.experiments)) or 'none'})", file=sys.stderr)
         return 1
-    manifest = render_chaos_object(experiment, catalogue.policy, dag_id=args.dag_id, run_id=args.run_id)
-    if args.output == "json":
-        print(json.dumps(manifest, indent=2))
+    if scenario is not None:  # every step's object, in the order of the file
+        manifests = list(render_scenario_objects(scenario, catalogue.policy, dag_id=args.dag_id, run_id=args.run_id).values())
     else:
-        print(yaml.safe_dump(manifest, sort_keys=False), end="")
+        manifests = [render_chaos_object(experiment, catalogue.policy, dag_id=args.dag_id, run_id=args.run_id)]
+    if args.output == "json":
+        print(json.dumps(manifests[0] if len(manifests) == 1 else manifests, indent=2))
+    else:
+        print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
     return 0
 
 
@@ -316,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
 
     render = commands.add_parser("render", help="print the Chaos Mesh object the system would create")
-    render.add_argument("name", help="experiment name")
+    render.add_argument("name", help="an experiment's name, or a scenario's (every step's object)")
     render.add_argument("--catalogue", nargs="*", help="files or folders (default: the catalogue)")
     render.add_argument("--dag-id", default="chaosctl")
     render.add_argument("--run-id", default="render")

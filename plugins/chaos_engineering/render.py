@@ -13,6 +13,7 @@ from chaos_engineering.chaosmesh.spec import spec_manifest
 from chaos_engineering.experiment import Experiment
 from chaos_engineering.policy import SafetyPolicy
 from chaos_engineering.rules import effective_duration
+from chaos_engineering.scenario import Scenario
 
 LABEL_PREFIX = "airflow-chaos.dev"
 MANAGED_BY = "airflow-chaos-engineering"
@@ -21,6 +22,9 @@ LABEL_TIER = f"{LABEL_PREFIX}/tier"
 LABEL_EXPERIMENT = f"{LABEL_PREFIX}/experiment"
 LABEL_TARGET = f"{LABEL_PREFIX}/target-service"
 LABEL_RUN_KEY = f"{LABEL_PREFIX}/run-key"
+#: A scenario's objects: the scenario, and the step each one is.
+LABEL_SCENARIO = f"{LABEL_PREFIX}/scenario"
+LABEL_STEP = f"{LABEL_PREFIX}/step"
 ANNOTATION_DAG_ID = f"{LABEL_PREFIX}/dag-id"
 ANNOTATION_RUN_ID = f"{LABEL_PREFIX}/run-id"
 ANNOTATION_APPROVALS = f"{LABEL_PREFIX}/approvals"
@@ -77,3 +81,26 @@ def render_chaos_object(
         },
         "spec": spec,
     }
+
+
+def render_scenario_objects(
+    scenario: Scenario,
+    policy: SafetyPolicy,
+    *,
+    dag_id: str = "chaosctl",
+    run_id: str = "render",
+    approvals: Sequence[dict[str, Any]] = (),
+) -> dict[str, dict[str, Any]]:
+    """Each step's manifest, by step name: its experiment's, named after the step (unique in the
+    run, so a repeated create of a step is a conflict, never a second fault), with the labels of
+    every object of ours (the run's key among them: the watchdog, the stop, maintenance and the
+    metrics see each step), the scenario's tier, and the scenario's and the step's names."""
+    objects = {}
+    for step in scenario.steps:
+        manifest = render_chaos_object(step.experiment, policy, dag_id=dag_id, run_id=run_id, approvals=approvals)
+        metadata = manifest["metadata"]
+        metadata["name"] = f"{step.name}-{metadata['labels'][LABEL_RUN_KEY][:8]}"
+        # The run's tier is the scenario's (its approvals and window), whatever a step's own.
+        metadata["labels"] |= {LABEL_TIER: scenario.tier.value, LABEL_SCENARIO: scenario.name, LABEL_STEP: step.name}
+        objects[step.name] = manifest
+    return objects

@@ -186,3 +186,16 @@ def experiment_thresholds(experiment: Any, policy: SafetyPolicy) -> dict[str, di
         name: threshold.model_dump(mode="json") | ({"limit": experiment.threshold_limits[name]} if name in experiment.threshold_limits else {})
         for name, threshold in policy.safety.thresholds.items()
     }
+
+
+def scenario_thresholds(scenario: Any, policy: SafetyPolicy) -> dict[str, dict[str, Any]]:
+    """Every threshold of the policy with the tightest limit any step's experiment or the scenario
+    itself sets: one kill switch judges the whole scenario while any step stands."""
+    thresholds = {}
+    for name, threshold in policy.safety.thresholds.items():
+        limit = threshold.limit
+        for limits in [*(step.experiment.threshold_limits for step in scenario.steps), scenario.threshold_limits]:
+            if name in limits and threshold.rule.tightens(limits[name], limit):
+                limit = limits[name]
+        thresholds[name] = threshold.model_dump(mode="json") | {"limit": limit}
+    return thresholds

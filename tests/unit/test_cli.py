@@ -54,4 +54,4 @@ def test_render_prints_the_object():
 def test_render_unknown_name_fails():
     result = run("render", "no-such-experiment")
     assert result.returncode == 1
-    assert "no valid experiment named 'no-such-experiment'" in result.stderr
+    assert "no valid experiment or scenario named 'no-such-experiment'" in result.stderr

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chaos_engineering.catalogue import load_catalogue, load_scenarios
 from chaos_engineering.cli import main
 from chaos_engineering.policy import default_include_dir
+from chaos_engineering.render import run_key
 from chaos_engineering.scenario import ScenarioStep
 from chaos_engineering.scenario_rules import step_fixed_pods
 from tests.unit.catalogue_support import DELETE, base_policy, mutated, service_labels, write_yaml
@@ -332,3 +334,13 @@ def test_a_scenario_is_refused_for_a_cycle_exactly_when_its_references_form_one(
     assert sorted(named, key=sorted) == sorted(cycles, key=sorted)
     for issue, members in zip(refused, named):
         assert issue.field.removesuffix(".start.after") in {f"steps[{int(m[1:])}]" for m in members}
+
+
+def test_chaosctl_render_prints_every_step_object_of_a_scenario(capsys):
+    assert main(["render", "cache-then-database", "--dag-id", "d", "--run-id", "r"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [(d["kind"], d["metadata"]["name"], d["metadata"]["labels"]["airflow-chaos.dev/step"]) for d in documents] == [
+        ("PodChaos", f"cache-down-{run_key('d', 'r')[:8]}", "cache-down"),
+        ("IOChaos", f"database-slow-{run_key('d', 'r')[:8]}", "database-slow"),
+    ]
+    assert {d["metadata"]["labels"]["airflow-chaos.dev/scenario"] for d in documents} == {"cache-then-database"}

@@ -13,6 +13,7 @@ from chaos_engineering.notify import ChaosNotifier
 from chaos_engineering.operators.common import policy_or_fail
 from chaos_engineering.operators.guard import injection_outlook
 from chaos_engineering.policy import SafetyPolicy, Tier
+from chaos_engineering.scenario import format_offset
 from chaos_engineering.targets import affected_pods
 from chaos_engineering.verification import approval_task_id
 from chaos_engineering.windows import SpanOutlook, WindowRules, local_text
@@ -155,6 +156,55 @@ def approval_body(
     return "\n".join(lines) + "\n"
 
 
+def scenario_approval_body(
+    plan: Mapping[str, Any],
+    *,
+    policy: SafetyPolicy,
+    tier: Tier,
+    outlook: SpanOutlook,
+    deadline: dt.datetime,
+    scheduled: bool = False,
+    earlier: Sequence[tuple[str, Mapping[str, Any] | None]] = (),
+) -> str:
+    """A scenario's approval request (Markdown): the tier request's parts for the whole scenario,
+    and one line per step with its planned window, what it touches and its object's digest. Inject
+    creates a step's object only if its digest is one of those approved: keep each `digest` as it is."""
+    radius = plan["blast_radius"]
+    rules = WindowRules.for_tier(policy, tier)
+    when = f"at its planned time, {local_text(policy, outlook.at)}" if scheduled else f"once approved (judged at {local_text(policy, outlook.at)})"
+    lines = [
+        f"**{plan['title']}** (scenario `{plan['scenario']}`, {plan['tier']} tier): {len(plan['steps'])} steps over "
+        f"{format_offset(plan['duration_s'])}, each fault ended by Chaos Mesh's own duration",
+        "",
+        f"- Hypothesis: {plan['hypothesis']}",
+        f"- Blast radius: at most {radius['peak']} pod(s) at once, resolved at plan (scenario max {radius['max_pods']})",
+    ]
+    if radius["problems"]:
+        lines.append(f"- ⚠ Target check at plan: {_listed(radius['problems'], PROBLEMS_SHOWN)}")
+    for step in plan["steps"]:
+        touched = "; ".join(f"{side['side']}: {_side_text(side)}" for side in step["sides"])
+        metadata = step["manifest"]["metadata"]
+        lines.append(
+            f"- Step `{step['step']}` ({format_offset(step['start_s'])}–{format_offset(step['end_s'])}, {step['starts']}): "
+            f"{step['kind']} `{', '.join(step['actions'])}` on `{step['target_service']}`; {touched}; "
+            f"object {metadata['name']}, digest `{step['digest']}`"
+        )
+    lines += [
+        f"- Kill switch for every step, every {policy.safety.check_interval:g} s ({policy.safety.max_failed_reads} unreadable "
+        f"checks in a row = breach, every step removed): " + "; ".join(_bound_text(n, t) for n, t in plan["thresholds"].items()),
+        f"- Window: **{outlook.words}** for the whole span {when}; the {tier.value} tier runs {rules.describe()}",
+        f"- Answer by {local_text(policy, deadline)}; an approval counts for {_hours(policy.approval_validity(tier))} after it is given",
+    ]
+    for role, record in earlier:
+        lines.append(f"- Earlier approval: {_answer_text(policy, role, record)}")
+    lines += [
+        "",
+        "Approve: the run goes on to the window guard and pre-flight; any breach removes every step's fault at once. "
+        "Reject or no answer: nothing is injected. Inject re-checks this answer in Airflow's records (who, when, the digests).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _answer_text(policy: SafetyPolicy, role: str, record: Mapping[str, Any] | None) -> str:
     title = ROLE_TITLES.get(role, role)
     if not record:
@@ -189,7 +239,8 @@ class TierApprovalOperator(RecordedApprovalOperator):
         roles = policy.tiers[tier].approvals
         earlier = roles[: roles.index(self.role)] if self.role in roles else []
         outlook, scheduled = injection_outlook(context, policy, tier, plan["duration_s"], now)
-        return approval_body(
+        body = scenario_approval_body if "steps" in plan else approval_body
+        return body(
             plan,
             policy=policy,
             tier=tier,
@@ -206,8 +257,9 @@ def approval_timeout(policy: SafetyPolicy, tier: Tier) -> dt.timedelta:
     return dt.timedelta(seconds=max(policy.approval_timeout, ahead))
 
 
-def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -> RecordedApprovalOperator:
-    """One human approval for `role`, answerable only by the policy's approvers of that role.
+def human_approval(policy: SafetyPolicy, tier: Tier, role: str, what: str = "experiment", **kwargs: Any) -> RecordedApprovalOperator:
+    """One human approval for `role`, answerable only by the policy's approvers of that role;
+    `what` the run is (its plan's key naming it: "experiment", or "scenario").
 
     `fail_on_reject=False`: a rejection skips everything downstream (nothing is injected) while
     the result is still written. No `defaults`: a timeout fails the task; never approve by default.
@@ -216,8 +268,8 @@ def human_approval(policy: SafetyPolicy, tier: Tier, role: str, **kwargs: Any) -
         task_id=approval_task_id(role),
         tier=tier.value,
         role=role,
-        subject=f"Approve chaos experiment ({ROLE_TITLES.get(role, role)}): "
-        "{{ ti.xcom_pull(task_ids='plan')['experiment'] }} [" + tier.value + " tier]",
+        subject=f"Approve chaos {what} ({ROLE_TITLES.get(role, role)}): "
+        "{{ ti.xcom_pull(task_ids='plan')['" + what + "'] }} [" + tier.value + " tier]",
         assigned_users=[{"id": user, "name": user} for user in policy.approvers[role]],
         response_timeout=approval_timeout(policy, tier),
         fail_on_reject=False,
