@@ -32,13 +32,16 @@ from chaos_engineering.halt import HaltFlag
 from sandbox.airflow_stack import VERIFIER
 from sandbox.steady import wait_steady
 from tests.e2e.browser_support import AirflowUI, Screenshots, chromium, in_viewport_without_scrolling, wait_until
-from tests.e2e.test_tier_runs import NAMESPACE, Chaos, active_faults, clean_up_after, policy_of
+from tests.e2e.test_tier_runs import ALL_DAY, NAMESPACE, Chaos, active_faults, clean_up_after, policy_of
 
 pytestmark = pytest.mark.e2e
 
-LOW, MEDIUM = "chaos_low_risk", "chaos_medium_risk"
+LOW, MEDIUM, HIGH = "chaos_low_risk", "chaos_medium_risk", "chaos_high_risk"
 CHOSEN = "email-service-quick-abort"  # 20 s, held on the sandbox
-SRE = "sre-oncall"
+HIGH_CHOSEN = "booking-api-database-partition"  # both sides of a partition: the longest request
+SRE, CTO = "sre-oncall", "cto"
+# The high tier may run now: no business hours, its window all day.
+OPEN_HIGH_WINDOW = {"business_hours.weekly": {}, "business_hours.freeze_dates": [], "tiers.high.window.weekly": ALL_DAY}
 STOP_REASON = "e2e browser: bookings at risk"
 
 
@@ -167,6 +170,38 @@ def test_3_the_sre_approves_in_the_required_action_view(sre: AirflowUI, chaos: C
     detail = chaos.admin.hitl_detail(MEDIUM, run_id, "approve_sre")
     assert detail["chosen_options"] == ["Approve"] and detail["responded_by_user"]["id"] == SRE, detail
     journey.done.add("medium approved")
+
+
+def test_3b_the_executives_request_of_a_high_tier_run_fits_the_screen(chaos: Chaos, browser: Browser, shots: Screenshots, journey: Journey) -> None:
+    """The longest request there is: a high-tier partition (both sides listed) asked of the
+    executive once the SRE approved (the earlier approval listed). Rejected: nothing is injected."""
+    journey.need("medium approved")
+    chaos.policy(**OPEN_HIGH_WINDOW)
+    try:
+        run_id = chaos.admin.trigger(HIGH, conf={"experiment": HIGH_CHOSEN})
+        chaos.approve(chaos.sre, HIGH, run_id, "approve_sre")
+        cto = ui_of(chaos, browser, CTO)
+        try:
+            cto.log_in()
+            cto.client.wait_until_respondable(HIGH, run_id, "approve_executive")
+            page = cto.open_required_action(HIGH, run_id, "approve_executive")
+            reject = page.get_by_role("button", name="Reject", exact=True)
+            expect(reject).to_be_visible()
+            body = page.inner_text("body")
+            for words in (HIGH_CHOSEN, "target: mode", f"Earlier approval: SRE {SRE}: Approve", "Object digest: "):
+                assert words in body, f"the executive's request does not say {words!r}:\n{body}"
+            assert in_viewport_without_scrolling(page, page.get_by_role("button", name="Approve", exact=True)), (
+                "the Approve button of the high-tier request is not visible without scrolling at 1440x900")
+            assert in_viewport_without_scrolling(page, reject)
+            shots.take(page, "high-tier executive request")
+            reject.click()
+            expect(page.get_by_text(f"from {CTO}")).to_be_visible()
+        finally:
+            cto.close()
+        chaos.admin.wait_for_run(HIGH, run_id, timeout=240)
+        assert chaos.admin.task_states(HIGH, run_id)["inject"] == "skipped"
+    finally:
+        chaos.policy()
 
 
 # --- 4. the rotation from the form --------------------------------------------------------------
