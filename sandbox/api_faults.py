@@ -42,8 +42,10 @@ class ApiFaults:
 
         mode `error` answers a Kubernetes Status with `status` (500 unless given) and its usual
         reason; `delay` serves the request after `seconds`; `hang` sends nothing for `seconds`
-        and drops the request if its client gives up first. `times`: how many matching requests
-        it affects (None: every one until cleared).
+        and drops the request if its client gives up first; `lose-reply` serves the request at
+        once (a write lands) and holds its answer for `seconds`, lost if its client gives up
+        first (a create stored whose reply never came). `times`: how many matching requests it
+        affects (None: every one until cleared).
         """
         rule = {"verb": verb, "path": path, "mode": mode, "times": times}
         optional = {"status": status, "seconds": seconds, "reason": reason, "message": message}

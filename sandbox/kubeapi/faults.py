@@ -15,7 +15,9 @@ from sandbox.kubeapi.errors import ApiError, bad_request, conflict, not_found, p
 
 CONTROL_PATH = "/sandbox/api-faults"
 FAULT_HEADER = "X-Sandbox-Api-Fault"
-MODES = ("error", "hang", "delay")
+MODES = ("error", "hang", "delay", "lose-reply")
+#: The modes that wait, and so need `seconds`.
+WAITING_MODES = ("hang", "delay", "lose-reply")
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 FIELDS = ("verb", "path", "mode", "status", "reason", "message", "seconds", "times")
 MAX_SECONDS = 3600
@@ -110,13 +112,13 @@ def _problems(body: dict) -> list[str]:
     if mode not in MODES:
         problems.append(f"mode: {json.dumps(mode)} is not a mode: use one of {', '.join(MODES)}")
     seconds = body.get("seconds")
-    if mode in ("hang", "delay"):
+    if mode in WAITING_MODES:
         if not _is_number(seconds) or not 0 < seconds <= MAX_SECONDS:
             problems.append(
                 f"seconds: mode {mode} needs a number of seconds more than 0 and at most {MAX_SECONDS}, not {json.dumps(seconds)}"
             )
     elif "seconds" in body and mode == "error":
-        problems.append("seconds: only modes hang and delay wait; remove it from an error rule")
+        problems.append(f"seconds: only modes {', '.join(WAITING_MODES)} wait; remove it from an error rule")
     if mode == "error":
         status = body.get("status")
         if status is not None and (not _is_integer(status) or not 400 <= status <= 599):
@@ -222,6 +224,9 @@ class ApiFaultMiddleware:
     hang: read the request and send nothing for `seconds`; a client that gives up first (a
     deadline, a closed connection) leaves no trace: the request is dropped, never served. One
     still waiting after `seconds` is served normally.
+    lose-reply: serve the request at once (a write lands), then hold its answer for `seconds`; a
+    client that gives up first never hears it (a create stored, its reply lost). One still
+    waiting after `seconds` gets it. Only for requests with a finite answer (not a watch).
     Clearing the table cuts every wait short. The control path is never affected.
     """
 
@@ -245,16 +250,36 @@ class ApiFaultMiddleware:
         messages = await _request_messages(receive)
         if messages[-1]["type"] == "http.disconnect":
             return
+        if rule.mode == "lose-reply":
+            await self._lose_reply(scope, messages, receive, send, rule)
+            return
         if rule.mode == "hang":
-            client_gone = asyncio.ensure_future(_disconnect(receive))
-            try:
-                if await self.table.wait(rule.seconds, client_gone):
-                    return
-            finally:
-                client_gone.cancel()
+            if await self._client_left(receive, rule.seconds):
+                return
         else:
             await self.table.wait(rule.seconds)
         await self.app(scope, _replay(messages, receive), _tagged(send, rule.id))
+
+    async def _client_left(self, receive: Receive, seconds: float) -> bool:
+        """Wait `seconds` (cut short by clearing the table); True when the client left meanwhile."""
+        client_gone = asyncio.ensure_future(_disconnect(receive))
+        try:
+            return await self.table.wait(seconds, client_gone)
+        finally:
+            client_gone.cancel()
+
+    async def _lose_reply(self, scope: Scope, messages: list[Message], receive: Receive, send: Send, rule: FaultRule) -> None:
+        answer: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            answer.append(message)
+
+        await self.app(scope, _replay(messages, receive), keep)
+        if await self._client_left(receive, rule.seconds):
+            return
+        tagged = _tagged(send, rule.id)
+        for message in answer:
+            await tagged(message)
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

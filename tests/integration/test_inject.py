@@ -14,6 +14,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.catalogue import load_catalogue
 from chaos_engineering.halt import HaltFlag
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.injections import InjectionRecord
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.operators.fault import InjectFaultOperator, RemoveFaultOperator
@@ -153,6 +155,47 @@ def test_a_stop_that_lands_during_the_create_deletes_the_fault_at_once(runs):
         assert time.monotonic() - started < 5, "the fault outlived the stop by more than 5 s"
         time.sleep(0.1)
     halt.clear("carol", "test over")
+
+
+def test_a_create_stored_whose_reply_is_lost_is_adopted_and_handed_over_to_the_monitor(runs, sandbox):
+    """The API server stores the object and the answer never comes: the same try finds it and
+    adopts it (its hand-over heartbeat written), never leaving it unwatched or creating another."""
+    run = new_run(runs, "chaos_low_risk", "cache-slow-long")
+    operator = InjectFaultOperator(task_id="inject", tier="low", plan=run.plan())
+    operator.airflow_api = Records({})
+    operator.hook = ChaosMeshHook(request_timeout=2)
+    sandbox.api_faults.inject(r".*/networkchaos", "lose-reply", verb="POST", seconds=30, times=1)
+    try:
+        fault = operator.execute(run.context)
+    finally:
+        sandbox.api_faults.clear()
+    [obj] = run.objects()
+    assert (fault["kind"], fault["name"], fault["uid"]) == ("NetworkChaos", obj["metadata"]["name"], obj["metadata"]["uid"])
+    assert fault["digest"] == obj["metadata"]["annotations"][ANNOTATION_DIGEST]
+    beat = Heartbeat(run.cluster, "NetworkChaos", fault["name"], NAMESPACE).read()
+    assert beat is not None and beat.holder.startswith(INJECT_HOLDER_PREFIX), beat
+
+
+@pytest.mark.parametrize(("mode", "rule", "error"), [
+    pytest.param("error", {"status": 409, "reason": "AlreadyExists"}, "HTTP 409", id="409-nothing-there"),
+    pytest.param("hang", {"seconds": 30}, "no complete answer from the Kubernetes API within the 2 s deadline", id="hang-dropped"),
+])
+def test_a_create_that_failed_and_did_not_land_fails_at_once_and_nothing_is_injected(runs, sandbox, mode, rule, error):
+    run = new_run(runs, "chaos_low_risk", "cache-slow-long")
+    operator = InjectFaultOperator(task_id="inject", tier="low", plan=run.plan())
+    operator.airflow_api = Records({})
+    operator.hook = ChaosMeshHook(request_timeout=2)
+    sandbox.api_faults.inject(r".*/networkchaos", mode, verb="POST", times=1, **rule)
+    try:
+        with pytest.raises(AirflowFailException, match=f"{error}.*; no object of this run is on the cluster: nothing injected"):
+            operator.execute(run.context)
+    finally:
+        sandbox.api_faults.clear()
+    assert run.objects() == []
+    # What a retry would do: refused by the run's claim, never a second try at the create.
+    with pytest.raises(AirflowFailException, match="this run has injected once already"):
+        run.inject("low")
+    assert run.objects() == []
 
 
 def test_the_lock_is_kept_while_the_runs_fault_is_on_the_cluster(runs):

@@ -170,6 +170,36 @@ def test_a_write_delayed_past_the_deadline_still_lands(faults, cluster):
     assert wait_for(lambda: cluster.get_lease("late-lock", CHAOS_NS), timeout=2).spec.holder_identity == "worker-1"
 
 
+def test_a_create_whose_reply_is_lost_is_stored_though_its_client_hears_nothing(kube, faults, cluster):
+    """The nastiest create: the API server stores the object, the answer never reaches the client."""
+    rule = faults.inject(".*/podchaos", "lose-reply", verb="POST", seconds=30, times=1)
+    assert rule["mode"] == "lose-reply" and rule["seconds"] == 30
+    body = chaos("PodChaos", "reply-lost", {"action": "pod-failure", "mode": "one", "duration": "5m",
+                                            "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-worker"}}}, namespace=CHAOS_NS)
+    create = InBackground(lambda: cluster.create(body))
+    # Stored at once, while its client still waits for the answer.
+    assert wait_for(lambda: cluster.get(ChaosKind.POD_CHAOS, "reply-lost", CHAOS_NS), timeout=DEADLINE_S / 2)
+    assert create.running
+
+    create.join(DEADLINE_S + 1)
+    assert isinstance(create.error, KubernetesRequestError)
+    assert str(create.error) == (f"create PodChaos {CHAOS_NS}/reply-lost: no complete answer from the Kubernetes API "
+                                 f"within the {DEADLINE_S:g} s deadline")
+    assert cluster.get(ChaosKind.POD_CHAOS, "reply-lost", CHAOS_NS)["metadata"]["name"] == "reply-lost"
+    assert hits(faults) == [1]
+    assert cluster.delete(ChaosKind.POD_CHAOS, "reply-lost", CHAOS_NS) is True
+    wait_for(lambda: cluster.get(ChaosKind.POD_CHAOS, "reply-lost", CHAOS_NS) is None)
+
+
+def test_a_client_that_outwaits_a_lost_reply_gets_the_answer(kube, faults, monkeypatch):
+    patient = chaos_mesh(kube, monkeypatch, deadline=5)
+    faults.inject(LEASES, "lose-reply", verb="POST", seconds=0.5, times=1)
+    started = time.monotonic()
+    created = patient.create_lease(lease("late-answer"))
+    assert 0.5 <= time.monotonic() - started < 5
+    assert created.metadata.name == "late-answer" and patient.get_lease("late-answer", CHAOS_NS).spec.holder_identity == "worker-1"
+
+
 def test_rules_apply_in_order_and_only_to_their_verb(faults, cluster):
     first = faults.inject("/api/v1/namespaces/[^/]+/pods", "error", verb="GET", status=503, times=1)
     second = faults.inject("/api/v1/namespaces/[^/]+/pods", "error", verb="GET", status=429)
@@ -251,13 +281,15 @@ BAD_RULES = [
                  'path: "/api/v1/(pods" is not a regular expression: missing ), unterminated subpattern at position 8',
                  id="bad-path"),
     pytest.param({"verb": "FETCH", "path": ".*", "mode": "error"}, f'verb: "FETCH" is not an HTTP method: {VERBS}', id="bad-verb"),
-    pytest.param({"path": ".*", "mode": "drop"}, 'mode: "drop" is not a mode: use one of error, hang, delay', id="bad-mode"),
+    pytest.param({"path": ".*", "mode": "drop"}, 'mode: "drop" is not a mode: use one of error, hang, delay, lose-reply', id="bad-mode"),
     pytest.param({"path": ".*", "mode": "hang"},
                  "seconds: mode hang needs a number of seconds more than 0 and at most 3600, not null", id="hang-without-seconds"),
+    pytest.param({"path": ".*", "mode": "lose-reply"},
+                 "seconds: mode lose-reply needs a number of seconds more than 0 and at most 3600, not null", id="lost-reply-without-seconds"),
     pytest.param({"path": ".*", "mode": "delay", "seconds": -1},
                  "seconds: mode delay needs a number of seconds more than 0 and at most 3600, not -1", id="negative-delay"),
     pytest.param({"path": ".*", "mode": "error", "seconds": 2},
-                 "seconds: only modes hang and delay wait; remove it from an error rule", id="seconds-on-an-error"),
+                 "seconds: only modes hang, delay, lose-reply wait; remove it from an error rule", id="seconds-on-an-error"),
     pytest.param({"path": ".*", "mode": "error", "status": 200},
                  "status: an error rule answers an HTTP error code from 400 to 599, not 200", id="status-not-an-error"),
     pytest.param({"path": ".*", "mode": "delay", "seconds": 1, "status": 500},
@@ -299,7 +331,7 @@ def test_the_control_endpoint_refuses_what_is_not_a_rule(kube, faults):
     with pytest.raises(ApiFaultError) as caught:
         faults.inject(".*", "drop")
     assert str(caught.value) == (f"POST {kube.url}/sandbox/api-faults: HTTP 400: "
-                                 'invalid API fault rule: mode: "drop" is not a mode: use one of error, hang, delay')
+                                 'invalid API fault rule: mode: "drop" is not a mode: use one of error, hang, delay, lose-reply')
 
 
 def test_the_sandbox_hands_out_the_fault_table_of_its_api_server(tmp_path: Path):

@@ -13,7 +13,7 @@ from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finalizers, is_forced
 from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat, default_holder
 from chaos_engineering.hooks.airflow_api import AirflowApiHook
-from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook, KubernetesApiError, KubernetesRequestError
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.injections import Injection, InjectionRecord
 from chaos_engineering.lock import ExperimentLock
@@ -43,7 +43,8 @@ class InjectFaultOperator(BaseOperator):
     they are now, the approvals from Airflow's human-in-the-loop records, the window for the whole
     fault, the target pods from the cluster and the baseline from Prometheus; it refuses (fails,
     nothing created) on any difference. One injection per run, ever: a claim in the cluster makes
-    a cleared or retried task adopt its run's object, or refuse, never create a second fault. The
+    a cleared or retried task adopt its run's object, or refuse, never create a second fault; a
+    create that failed or timed out but landed is adopted by the same try (`_create`). The
     halt flag is read again after the create; if set, the object is deleted at once.
     """
 
@@ -101,7 +102,7 @@ class InjectFaultOperator(BaseOperator):
             # Atomic: of two tries of this run racing here, one claims and the other is refused.
             if record.claim(dag_id=dag_id, run_id=run_id, experiment=verified.experiment.name, digest=verified.digest) is None:
                 _refuse_second_injection(record.read() or Injection(dag_id, run_id, verified.experiment.name, "", ""))
-            created = self.hook.create(verified.body())
+            created = self._create(verified.body(), policy.chaos_namespace, key)
             self._refuse_if_halted_now(created, policy)
         injected_at = time.time()
         self._hand_over(created, policy.safety.monitor_handover)
@@ -118,6 +119,28 @@ class InjectFaultOperator(BaseOperator):
             fault |= verified.record()
         announce("started", context=context, plan=self.plan, extra={"fault": fault})
         return fault
+
+    def _create(self, body: dict[str, Any], namespace: str, key: str) -> dict[str, Any]:
+        """Create the run's object. A create that failed or got no answer may have landed all the
+        same (stored, its reply lost; a 409 AlreadyExists): adopt the run's object now, so the
+        monitor watches it, rather than leave it unwatched until a retry or the watchdog. With
+        none on the cluster, fail without a retry: the claim would refuse it anyway, and the
+        teardown and the result then follow at once."""
+        try:
+            return self.hook.create(body)
+        except (KubernetesRequestError, KubernetesApiError) as failed:
+            try:
+                landed = self._own_object(namespace, key)
+            except Exception as exc:  # cannot tell: a retry adopts the fault if it landed, else is refused
+                self.log.error("the create failed (%s) and this run's objects cannot be listed (%s)", failed, exc)
+                raise failed from None
+            if landed is None:
+                raise AirflowFailException(
+                    f"{failed}; no object of this run is on the cluster: nothing injected. The run's one injection is "
+                    "claimed, so a retry would be refused: trigger a new run"
+                ) from failed
+            self.log.warning("the create failed (%s) but it landed: adopting %s", failed, landed["metadata"]["name"])
+            return landed
 
     def _hand_over(self, created: dict[str, Any], handover_s: float) -> None:
         """The fault's first heartbeat, promising the monitor's within `handover_s`: until the
