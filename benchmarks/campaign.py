@@ -27,7 +27,11 @@ one part of our stack (own_stack.FAULTS), lets the run finish and records, one t
 - protected pods touched: a pod the fault's records name that the low tier may not touch,
 - breaches not removed within P1: a breach the monitor recorded whose fault stood longer after it.
 
-The rows' machinery is tests/e2e/own_stack.py; tests/e2e/test_own_stack_faults.py runs four of
+- injections outside the window's span, injections without verified approvals (from the
+  object's approvals annotation), and faults still applied 5 s after an emergency stop (the
+  `emergency-stop` row).
+
+The rows' machinery is tests/e2e/own_stack.py; tests/e2e/test_own_stack_faults.py runs six of
 them in CI. Then the safety invariants summed over every row; each must be 0. The exit status
 is 1 when any is violated. Between rows everything is put back (API faults cleared, Prometheus and
 Airflow processes running, leftovers deleted, lock released, halt cleared) and the platform
@@ -38,6 +42,7 @@ log) is removed at the end unless --keep.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -46,6 +51,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 # Airflow reads its configuration on import: this process (hooks, the watchdog) gets a home of its own.
@@ -85,13 +91,14 @@ class StateFolder:
 def print_table(console: Console, rows: list[Row], bound_s: float) -> None:
     table = Table(title=f"reliability campaign ({DAG_ID}; bound max(P1, watchdog) = {bound_s:.0f} s)")
     for column in ("fault", "step", "hit", "run", "safe s", "over s", "outlived", "max at once", "run objects", "leftovers",
-                   "protected", "breach late", "result.json", "report.html", "failed tasks"):
+                   "protected", "breach late", "outside window", "unapproved", "stop late", "result.json", "report.html", "failed tasks"):
         table.add_column(column)
     for r in rows:
         table.add_row(r.fault, r.step, r.hit, r.state, "never" if r.safe_s is None and r.hit != "-" else
                       (f"{r.safe_s:.1f}" if r.safe_s is not None else "-"),
                       f"{r.over_s:.1f}" if r.over_s is not None else "-", str(len(r.outlived)), str(r.most),
                       str(r.run_objects), str(len(r.leftovers)), str(len(r.protected)), str(len(r.breach_late)),
+                      str(len(r.outside_window)), str(len(r.unapproved)), str(len(r.stop_late)),
                       "yes" if r.result_json else "NO",
                       "yes" if r.report_html else "NO", ", ".join(r.failed) or "-")
     console.print(table)
@@ -99,9 +106,60 @@ def print_table(console: Console, rows: list[Row], bound_s: float) -> None:
         details = [f"  {t}: {reason}" for t, reason in r.failed.items()]
         details += [f"  leftover: {x}" for x in r.leftovers] + [f"  outlived: {x}" for x in r.outlived]
         details += [f"  protected pod touched: {x}" for x in r.protected] + [f"  breach not removed in time: {x}" for x in r.breach_late]
+        details += [f"  outside the window: {x}" for x in r.outside_window] + [f"  unapproved: {x}" for x in r.unapproved]
+        details += [f"  outlived the stop: {x}" for x in r.stop_late]
         details += [f"  note: {r.note}"] if r.note else []
         if details:
             console.print(f"[bold]{r.fault} at {r.step}[/bold]\n" + "\n".join(details), highlight=False, markup=True)
+
+
+@contextlib.contextmanager
+def campaign_stack(state: Path, console: Console, *, executor: str = "LocalExecutor", outage_s: float = 30.0,
+                   watchdog_beside: bool = True) -> Iterator[Stack]:
+    """The sandbox (1 s scrape), a real Airflow with reports in S3 (moto's server) and the watchdog
+    beside them, in `state`; this process logs to state/campaign.log. Stopped on exit."""
+    # Everything this process logs (hooks, pre-flight reads, the watchdog) to a file: the console keeps the rows.
+    logging.basicConfig(filename=state / "campaign.log", level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"state folder {state}")
+    sandbox = Sandbox.start(state / "sandbox", scrape_interval="1s")
+    stop_watchdog = threading.Event()
+    sweeper: threading.Thread | None = None
+    try:
+        connections = {
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": {
+                "kube_config_path": str(sandbox.kubeconfig_path), "namespace": NAMESPACE}}),
+            "AIRFLOW_CONN_PROMETHEUS_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.prometheus_url}),
+            "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
+            # The disaster-recovery drill's canary probe (benchmarks/load.py runs drills too).
+            "AIRFLOW_CONN_DR_PROBE_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.metrics_url}),
+        }
+        os.environ.update(connections)
+        with S3Server(REPORTS_BUCKET) as s3, chaos_on_airflow(StateFolder(state), sandbox, connections, executor=executor, s3=s3) as chaos:
+            console.print(f"Airflow ({executor}) up in {chaos.stack.startup_seconds:.0f} s; home {chaos.stack.home}")
+            # Reports go to S3 (moto's server), as in production: s3-down breaks their storage.
+            chaos.policy(**reports_in(s3))
+            if watchdog_beside:
+                sweeper = threading.Thread(target=watchdog.run, args=(ChaosMeshHook(),), daemon=True, kwargs={
+                    "stop": stop_watchdog, "pushgateway_conn_id": "pushgateway_default"})
+                sweeper.start()
+            console.print(f"P1 {p1_s(chaos):.1f} s, watchdog bound {WATCHDOG_BOUND_S:.0f} s")
+            yield Stack(sandbox, chaos, outage_s, s3)
+            stop_watchdog.set()
+    finally:
+        stop_watchdog.set()
+        if sweeper is not None:
+            sweeper.join(30)
+        sandbox.stop()
+
+
+def guarded_row(stack: Stack, fault: str, step: str, experiment: str, bound_s: float) -> Row:
+    """One row; an error of the campaign itself becomes a row saying so: one must not hide the others."""
+    try:
+        return one_row(stack, fault, step, experiment, bound_s)
+    except Exception as error:  # noqa: BLE001
+        log.exception("row %s at %s", fault, step)
+        return Row(fault, step, note=f"campaign error: {error}".splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,53 +179,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown fault or step {unknown}: faults are {list(FAULTS)}, steps {list(STEPS)}")
 
     state = Path(tempfile.mkdtemp(prefix="chaos-campaign-"))
-    # Everything this process logs (hooks, pre-flight reads, the watchdog) to a file: the console keeps the rows.
-    logging.basicConfig(filename=state / "campaign.log", level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(f"state folder {state}")
-    sandbox = Sandbox.start(state / "sandbox", scrape_interval="1s")
     rows: list[Row] = []
     bound_s = WATCHDOG_BOUND_S  # max(P1, watchdog bound) once the policy is read
-    stop_watchdog = threading.Event()
-    sweeper: threading.Thread | None = None
     try:
-        connections = {
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": {
-                "kube_config_path": str(sandbox.kubeconfig_path), "namespace": NAMESPACE}}),
-            "AIRFLOW_CONN_PROMETHEUS_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.prometheus_url}),
-            "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
-        }
-        os.environ.update(connections)
-        with S3Server(REPORTS_BUCKET) as s3, chaos_on_airflow(StateFolder(state), sandbox, connections, executor=args.executor, s3=s3) as chaos:
-            console.print(f"Airflow ({args.executor}) up in {chaos.stack.startup_seconds:.0f} s; home {chaos.stack.home}")
-            # Reports go to S3 (moto's server), as in production: s3-down breaks their storage.
-            chaos.policy(**reports_in(s3))
-            if not args.no_watchdog:
-                sweeper = threading.Thread(target=watchdog.run, args=(ChaosMeshHook(),), daemon=True, kwargs={
-                    "stop": stop_watchdog, "pushgateway_conn_id": "pushgateway_default"})
-                sweeper.start()
-            bound_s = max(p1_s(chaos), WATCHDOG_BOUND_S)
-            console.print(f"P1 {p1_s(chaos):.1f} s, watchdog bound {WATCHDOG_BOUND_S:.0f} s")
-            stack = Stack(sandbox, chaos, args.outage, s3)
+        with campaign_stack(state, console, executor=args.executor, outage_s=args.outage, watchdog_beside=not args.no_watchdog) as stack:
+            bound_s = max(p1_s(stack.chaos), WATCHDOG_BOUND_S)
             for _ in range(args.repeat):
                 for fault in faults:
                     for step in steps:
                         console.print(f"[{dt.datetime.now():%H:%M:%S}] {fault} at {step} ...", highlight=False)
-                        try:
-                            rows.append(one_row(stack, fault, step, args.experiment, bound_s))
-                        except Exception as error:  # noqa: BLE001 - one broken row must not hide the others
-                            log.exception("row %s at %s", fault, step)
-                            rows.append(Row(fault, step, note=f"campaign error: {error}".splitlines()[0]))
+                        rows.append(guarded_row(stack, fault, step, args.experiment, bound_s))
                         r = rows[-1]
                         console.print(f"  run {r.state}, safe {r.safe_s}, leftovers {r.leftovers}, failed {list(r.failed)}",
                                       highlight=False)
-            stop_watchdog.set()
     finally:
-        stop_watchdog.set()
-        if sweeper is not None:
-            sweeper.join(30)
-        sandbox.stop()
         if rows:
             print_table(console, rows, bound_s)
         if args.keep:

@@ -11,6 +11,7 @@ bound. Everything is put back between rows.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -21,12 +22,15 @@ from chaos_engineering import watchdog
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.cli_run import read_result
 from chaos_engineering.chaosmesh.duration import parse_go_duration
+from chaos_engineering.emergency import emergency_stop
 from chaos_engineering.halt import HaltFlag
 from chaos_engineering.heartbeat import LABEL_HEARTBEAT_OF
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.policy import Tier
 from chaos_engineering.reach import forbidden_reasons
-from chaos_engineering.render import LABEL_RUN_KEY, OWNED_SELECTOR, run_key
+from chaos_engineering.render import ANNOTATION_APPROVALS, LABEL_RUN_KEY, LABEL_TIER, OWNED_SELECTOR, run_key
+from chaos_engineering.verification import APPROVE
+from chaos_engineering.windows import span_verdict
 from sandbox.runner import Sandbox
 from sandbox.steady import wait_steady
 from tests.e2e.test_tier_runs import NAMESPACE, Chaos, FaultWatch, clean_up_after, policy_of
@@ -118,6 +122,33 @@ def kube_lease_hang(stack: Stack) -> Undo:
     return stack.sandbox.api_faults.clear
 
 
+#: A chaos object's collection: where its create goes (POST; a dry run's too, but plan's is over by then).
+CHAOS_COLLECTION = r"/apis/chaos-mesh\.org/v1alpha1/namespaces/[^/]+/(podchaos|networkchaos|stresschaos|iochaos|httpchaos)"
+
+
+def kube_create_409(stack: Stack) -> Undo:
+    """The next create of a chaos object answers 409 AlreadyExists, as if an earlier try's create
+    had landed, though nothing is there: inject must find no object of its run and fail, nothing injected."""
+    stack.sandbox.api_faults.inject(CHAOS_COLLECTION, "error", verb="POST", status=409, reason="AlreadyExists",
+                                    message="object already exists (injected by the campaign: nothing was created)", times=1)
+    return stack.sandbox.api_faults.clear
+
+
+def kube_create_hang(stack: Stack) -> Undo:
+    """The next create of a chaos object hangs 30 s, past the hook's 10 s deadline: its client gives
+    up and the server drops it (never stored). Inject must find nothing of its run and fail."""
+    stack.sandbox.api_faults.inject(CHAOS_COLLECTION, "hang", verb="POST", seconds=30, times=1)
+    return stack.sandbox.api_faults.clear
+
+
+def kube_create_lose_reply(stack: Stack) -> Undo:
+    """The next create of a chaos object is stored but its answer is held 30 s, past the hook's
+    deadline (mode lose-reply): the fault is on the cluster and inject never heard of it. The run
+    must end with that one fault watched by the monitor (adopted), or none; never unwatched, never two."""
+    stack.sandbox.api_faults.inject(CHAOS_COLLECTION, "lose-reply", verb="POST", seconds=30, times=1)
+    return stack.sandbox.api_faults.clear
+
+
 def s3_down(stack: Stack) -> Undo:
     """The reports' S3 API off the network for `outage_s`, then back with every object."""
     if stack.s3 is None:
@@ -142,10 +173,50 @@ def _component_kill(name: str) -> Callable[[Stack], Undo]:
     return kill
 
 
+def slack_down(stack: Stack) -> Undo:
+    """The Slack webhook unreachable (its port closed: connection refused) for the rest of the run:
+    notifications fail, the run must hold, and write its result and report. Back on the same port after."""
+    stack.chaos.slack.stop()
+    return stack.chaos.slack.start
+
+
+def smtp_down(stack: Stack) -> Undo:
+    """The SMTP server unreachable (stopped: connection refused) for the rest of the run: e-mails
+    fail, the run must hold, and write its result and report. Back on the same port after."""
+    stack.chaos.smtp.stop()
+    return stack.chaos.smtp.start
+
+
+def emergency_stop_pressed(stack: Stack) -> Undo:
+    """An operator's emergency stop (`chaosctl stop`), not a failure: the faults must be gone within
+    STOP_FAULT_BOUND_S of it whatever the run was doing. Undone by resuming."""
+    # Synchronous: its sweeps must be over before put_back readies the cluster for the next row.
+    report = emergency_stop(ChaosMeshHook(), policy_of(stack.chaos.include), "campaign", "the campaign's stop row")
+    log.info("emergency stop: %s", report)
+    return lambda: None  # put_back clears the halt with the rest
+
+
+#: The rows whose "fault" is an emergency stop: their faults must be gone within STOP_FAULT_BOUND_S of it.
+STOPS = frozenset({"emergency-stop"})
+STOP_FAULT_BOUND_S = 5.0
+HALT_SET = "halt set"
+
+def nothing_broken(stack: Stack) -> Undo:
+    """Nothing: a run with our whole stack up (the soak's rows, a baseline)."""
+    return lambda: None
+
+
 FAULTS: dict[str, Callable[[Stack], Undo]] = {
+    "none": nothing_broken,
+    "emergency-stop": emergency_stop_pressed,
     "prometheus-stop": prometheus_stop,
     "kube-delete-500": kube_delete_500,
     "kube-lease-hang": kube_lease_hang,
+    "kube-create-409": kube_create_409,
+    "kube-create-hang": kube_create_hang,
+    "kube-create-lose-reply": kube_create_lose_reply,
+    "slack-down": slack_down,
+    "smtp-down": smtp_down,
     "s3-down": s3_down,
     "triggerer-kill": _component_kill("triggerer"),
     "scheduler-kill": _component_kill("scheduler"),
@@ -169,6 +240,8 @@ class Seen:
     pods: set[str] = field(default_factory=set)  # "namespace/name" of every pod its records name
     injected: bool = False  # a record was seen Injected
     recovered: float | None = None  # since when no record is Injected any more (the fault no longer applied)
+    tier: str = ""
+    approvals: list[dict] = field(default_factory=list)  # the verified approvals inject wrote on the object
 
     def note_records(self, records: list[dict], now: float) -> None:
         if any(r.get("phase") == "Injected" for r in records):
@@ -180,6 +253,14 @@ class Seen:
         """When the fault stopped being applied: Chaos Mesh recovered every pod, or the object went
         (a finished experiment's object may stay until the run's teardown deletes it; the fault does not)."""
         return min(t for t in (self.recovered, self.gone, now) if t is not None)
+
+
+def _approvals(text: str | None) -> list[dict]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [a for a in value if isinstance(a, dict)] if isinstance(value, list) else []
 
 
 class Timeline(FaultWatch):
@@ -222,10 +303,12 @@ class Timeline(FaultWatch):
                 seen = self.seen.get(meta["name"])
                 if seen is None:
                     duration = obj.get("spec", {}).get("duration")
+                    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
                     seen = self.seen[meta["name"]] = Seen(
-                        meta["name"], (meta.get("labels") or {}).get(LABEL_RUN_KEY, ""),
+                        meta["name"], labels.get(LABEL_RUN_KEY, ""),
                         dt.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")).timestamp(),
-                        parse_go_duration(duration) if duration else None, now, now)
+                        parse_go_duration(duration) if duration else None, now, now,
+                        tier=labels.get(LABEL_TIER, ""), approvals=_approvals(annotations.get(ANNOTATION_APPROVALS)))
                 else:
                     seen.last, seen.gone = now, None
                 self._note_pods(seen, obj)
@@ -260,6 +343,9 @@ class Row:
     failed: dict[str, str] = field(default_factory=dict)
     protected: list[str] = field(default_factory=list)  # pods a fault touched that the tier may not
     breach_late: list[str] = field(default_factory=list)  # a breach whose fault outlived it by more than P1
+    outside_window: list[str] = field(default_factory=list)  # a fault whose span the tier's window refuses
+    unapproved: list[str] = field(default_factory=list)  # a fault without the verified approvals its tier needs
+    stop_late: list[str] = field(default_factory=list)  # a fault still applied more than STOP_FAULT_BOUND_S after a stop
     note: str = ""
 
     @property
@@ -271,10 +357,10 @@ class Row:
         return self.run_objects > 1
 
 
-def first_error(chaos: Chaos, run_id: str, ti: dict) -> str:
+def first_error(chaos: Chaos, run_id: str, ti: dict, dag_id: str = DAG_ID) -> str:
     """The first error line of the task's last try (the exception, else an ERROR event)."""
     try:
-        text = chaos.admin.task_log(DAG_ID, run_id, ti["task_id"], max(ti["try_number"], 1), ti.get("map_index", -1))
+        text = chaos.admin.task_log(dag_id, run_id, ti["task_id"], max(ti["try_number"], 1), ti.get("map_index", -1))
     except Exception as error:  # noqa: BLE001 - the row says the log was unreadable
         return f"(log unreadable: {error})"
     lines = text.splitlines()
@@ -314,6 +400,44 @@ def breaches_not_removed_in_time(chaos: Chaos, run_id: str, timeline: Timeline, 
             if (gone := seen.gone if seen.gone is not None else time.time()) - breach["at"] > p1]
 
 
+def injected_outside_window(chaos: Chaos, timeline: Timeline, key: str, *, manual: bool) -> list[str]:
+    """The run's faults whose whole planned span, from their creation, the tier's window refuses
+    (judged as the window guard does: a manual run may use its tier's override)."""
+    policy = policy_of(chaos.include)
+    found = []
+    for seen in timeline.seen.values():
+        if seen.run_key != key or seen.tier not in {t.value for t in Tier}:
+            continue
+        start = dt.datetime.fromtimestamp(seen.created, dt.timezone.utc)
+        verdict = span_verdict(policy, Tier(seen.tier), start, start + dt.timedelta(seconds=seen.duration_s or 0.0), manual=manual)
+        if not verdict.allowed:
+            found.append(f"{seen.name} ({seen.tier}): {verdict.reason}")
+    return found + [f"{seen.name}: no tier label" for seen in timeline.seen.values() if seen.run_key == key and not seen.tier]
+
+
+def injected_without_approvals(chaos: Chaos, timeline: Timeline, key: str) -> list[str]:
+    """The run's faults whose object does not carry an approval for every role its tier needs (a
+    tier without roles: the policy's own approval), as inject verified them in Airflow's records."""
+    policy = policy_of(chaos.include)
+    found = []
+    for seen in timeline.seen.values():
+        if seen.run_key != key:
+            continue
+        roles = list(policy.tiers[Tier(seen.tier)].approvals) if seen.tier in {t.value for t in Tier} else ["?"]
+        given = {a.get("role") for a in seen.approvals if a.get("option") == APPROVE}
+        missing = [role for role in roles or ["policy"] if role not in given]
+        if missing:
+            found.append(f"{seen.name}: no verified approval for {', '.join(missing)} (annotation: {seen.approvals})")
+    return found
+
+
+def outliving_the_stop(timeline: Timeline, key: str, stopped_at: float) -> list[str]:
+    """The run's faults still applied more than STOP_FAULT_BOUND_S after the emergency stop was pressed."""
+    return [f"{seen.name} applied until {ended - stopped_at:.1f} s after the stop"
+            for seen in timeline.seen.values() if seen.run_key == key
+            if (ended := seen.applied_until(time.time())) - stopped_at > STOP_FAULT_BOUND_S]
+
+
 def stored_files(stack: Stack, run_id: str) -> set[str]:
     """The names of the files stored for the run, wherever the policy puts reports (a folder, or S3)."""
     if stack.s3 is not None and policy_of(stack.chaos.include).reports.base_url.startswith("s3://"):
@@ -328,7 +452,7 @@ def leftovers(chaos: Chaos, hook: ChaosMeshHook) -> list[str]:
     found += [f"lease/{lease.metadata.name}" for lease in hook.list_leases(label_selector=OWNED_SELECTOR)
               if LABEL_HEARTBEAT_OF in (lease.metadata.labels or {})]
     if HaltFlag(hook, NAMESPACE).state().halted:
-        found.append("halt set")
+        found.append(HALT_SET)
     return found
 
 
@@ -340,6 +464,8 @@ def put_back(stack: Stack, hook: ChaosMeshHook, undo: Undo | None) -> None:
     stack.sandbox.start_prometheus()
     if stack.s3 is not None:
         stack.s3.start()
+    stack.chaos.slack.start()
+    stack.chaos.smtp.start()
     for name, process in stack.chaos.stack.processes.items():
         if process.poll() is not None:
             log.warning("%s had exited (%s): started again", name, process.returncode)
@@ -388,7 +514,8 @@ def one_row(stack: Stack, fault: str, step: str, experiment: str, bound_s: float
                 row.state = chaos.admin.wait_for_run(DAG_ID, run_id, timeout=max(30.0, deadline - time.monotonic()))
             except AssertionError as error:  # AirflowWaitTimeout: the run never ended
                 row.state, row.note = "timeout", str(error).splitlines()[0]
-            row.leftovers = leftovers(chaos, hook)
+            # A stop's halt is the state it must leave (sticky until someone resumes), not a leftover.
+            row.leftovers = [x for x in leftovers(chaos, hook) if not (fault in STOPS and x == HALT_SET)]
             # Go on sampling until the cluster is empty, at most as long as the bound allows past now.
             settle = time.monotonic() + bound_s + 10
             while timeline.present() and time.monotonic() < settle:
@@ -409,6 +536,10 @@ def one_row(stack: Stack, fault: str, step: str, experiment: str, bound_s: float
                                         f"{'' if seen.gone or seen.recovered else ' (still applied)'}")
         row.protected = protected_touched(chaos, timeline, key)
         row.breach_late = breaches_not_removed_in_time(chaos, run_id, timeline, key, p1_s(chaos))
+        row.outside_window = injected_outside_window(chaos, timeline, key, manual=True)  # triggered by a person, through the REST API
+        row.unapproved = injected_without_approvals(chaos, timeline, key)
+        if fault in STOPS and broke_at is not None:
+            row.stop_late = outliving_the_stop(timeline, key, broke_at)
         for ti in chaos.admin.task_instances(DAG_ID, run_id):
             if ti["state"] == "failed":
                 row.failed[ti["task_id"]] = first_error(chaos, run_id, ti)
@@ -428,4 +559,7 @@ def invariants(rows: list[Row]) -> dict[str, int]:
         "double injections (runs with more than one object)": sum(r.double for r in rows),
         "protected pods touched": sum(len(r.protected) for r in rows),
         "breaches not removed within P1": sum(len(r.breach_late) for r in rows),
+        "injections outside the window's span": sum(len(r.outside_window) for r in rows),
+        "injections without verified approvals": sum(len(r.unapproved) for r in rows),
+        f"faults outliving a stop by more than {STOP_FAULT_BOUND_S:g} s": sum(len(r.stop_late) for r in rows),
     }

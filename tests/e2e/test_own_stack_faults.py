@@ -21,7 +21,7 @@ from chaos_engineering import watchdog
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from sandbox.airflow_stack import VERIFIER
 from tests.e2e.conftest import chaos_page_url, get_as, report_links
-from tests.e2e.own_stack import DAG_ID, WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s
+from tests.e2e.own_stack import DAG_ID, STOP_FAULT_BOUND_S, WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s
 from tests.e2e.test_tier_runs import Chaos, clean_cluster, policy_of, reports_in  # noqa: F401 (clean_cluster: autouse)
 from tests.integration.receivers import S3Server
 
@@ -77,6 +77,12 @@ def test_kubernetes_delete_failing_then_recovering_the_removal_goes_on_until_the
     assert row.state == "success", row.failed
 
 
+def test_an_emergency_stop_mid_monitor_leaves_no_fault_applied_after_5_s(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
+    row = row_of(chaos, sandbox, s3_reports, "emergency-stop", "during-monitor")  # invariants: stop late 0
+    assert row.run_objects == 1 and row.safe_s is not None and row.safe_s <= STOP_FAULT_BOUND_S, row
+    assert row.state == "failed" and "monitor" in row.failed, row.failed
+
+
 def test_s3_down_at_report_time_loses_nothing(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
     chaos.policy(**reports_in(s3_reports))
     row = row_of(chaos, sandbox, s3_reports, "s3-down", "during-report")
@@ -100,6 +106,24 @@ def test_s3_down_at_report_time_loses_nothing(chaos: Chaos, sandbox, s3_reports:
     assert isinstance(runs, list), runs  # else {"error": ...}: the page could not list the runs
     [shown] = [r for r in runs if r["run_id"] == run_id]
     assert (shown["verdict"], shown["verdict_reason"], shown["report_html"]) == (result["verdict"], result["verdict_reason"], link), shown
+
+
+def test_a_create_stored_whose_reply_is_lost_ends_with_one_fault_watched_by_the_monitor(chaos: Chaos, sandbox, s3_reports: S3Server, watchdog_beside) -> None:
+    row = row_of(chaos, sandbox, s3_reports, "kube-create-lose-reply", "before-inject")
+    # One fault, adopted by the same inject try (no retry, no second create), watched by the
+    # monitor to its end and removed by the run: the run holds.
+    assert (row.run_objects, row.state, row.failed) == (1, "success", {}), row
+    run_id = newest_run_of_the_row(chaos)
+    [inject] = [ti for ti in chaos.admin.task_instances(DAG_ID, run_id) if ti["task_id"] == "inject"]
+    assert inject["try_number"] == 1, inject
+    log = chaos.admin.task_log(DAG_ID, run_id, "inject", 1)
+    assert "no complete answer from the Kubernetes API" in log and "but it landed: adopting" in log, log[-2000:]
+
+
+def newest_run_of_the_row(chaos: Chaos) -> str:
+    [run] = chaos.admin.recent_runs(DAG_ID, 1)
+    assert (run["conf"] or {}).get("experiment") == EXPERIMENT, f"the newest {DAG_ID} run is not the row's: {run}"
+    return run["dag_run_id"]
 
 
 def stored_object(s3: S3Server, run_id: str, name: str) -> bytes:

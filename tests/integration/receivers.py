@@ -46,25 +46,42 @@ class SlackReceiver:
             def log_message(self, *args) -> None:  # keep the test output clean
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="slack-receiver", daemon=True)
+        self.handler = Handler
+        self.port = free_port()
+        self.server: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{WEBHOOK_PATH}"
+        return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
 
     def connection(self) -> str:
         """The `slackwebhook` connection as an AIRFLOW_CONN_* value: the full URL as password."""
         return json.dumps({"conn_type": "slackwebhook", "password": self.url})
 
-    def __enter__(self) -> SlackReceiver:
+    def start(self) -> None:
+        """Listen on the receiver's port (again, after `stop`: what it kept is kept)."""
+        if self.server is not None:
+            return
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="slack-receiver", daemon=True)
         self.thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """Close the port: posts are refused (connection refused) until `start`."""
+        if self.server is None:
+            return
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+        self.server = self.thread = None
+
+    def __enter__(self) -> SlackReceiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 class _Inbox:
@@ -83,7 +100,7 @@ class SmtpServer:
     def __init__(self) -> None:
         self.inbox = _Inbox()
         self.port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, ready_timeout=10)
+        self.controller: Controller | None = None
 
     @property
     def messages(self) -> list[tuple[str, list[str], EmailMessage]]:
@@ -94,12 +111,26 @@ class SmtpServer:
         extra = {"disable_ssl": True, "disable_tls": True, "from_email": "chaos@example.com", "to": to}
         return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
 
-    def __enter__(self) -> SmtpServer:
+    def start(self) -> None:
+        """Listen on the server's port (again, after `stop`: the messages received are kept)."""
+        if self.controller is not None:
+            return
+        # A stopped aiosmtpd controller has closed its loop: a new one each time.
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, ready_timeout=10)
         self.controller.start()
+
+    def stop(self) -> None:
+        """Close the port: connections are refused until `start`."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def __enter__(self) -> SmtpServer:
+        self.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.controller.stop()
+        self.stop()
 
 
 class SilentServer:
