@@ -293,8 +293,10 @@ def test_the_validate_steps_pass_on_the_catalogue_and_write_junit(chaos: Chaos, 
         assert done.returncode == 0, done.stdout + done.stderr
         assert "::error" not in done.stdout
     cases = junit_cases(checkout / "chaos-validate.xml")
-    experiments = sorted(p.relative_to(checkout).as_posix() for p in (checkout / "include" / "experiments").rglob("*.yaml"))
-    assert sorted(cases) == sorted(["include/safety_policy.yaml", *experiments])
+    # The policy, every experiment and every scenario (chaosctl validate reads include/scenarios too).
+    checked = sorted(p.relative_to(checkout).as_posix() for folder in ("experiments", "scenarios") for p in (checkout / "include" / folder).rglob("*.yaml"))
+    assert sorted(cases) == sorted(["include/safety_policy.yaml", *checked])
+    assert any(case.startswith("include/scenarios/") for case in cases)
     assert f"include/experiments/low/{QUICK}.yaml" in cases
     assert not [case for case in cases.values() if case.find("failure") is not None]
 
