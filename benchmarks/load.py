@@ -34,7 +34,7 @@ from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook  # noqa: E402
 from chaos_engineering.render import run_key  # noqa: E402
 from rich.console import Console  # noqa: E402
 from tests.e2e.own_stack import Timeline, first_error, injected_outside_window, injected_without_approvals, leftovers, protected_touched  # noqa: E402
-from tests.e2e.test_tier_runs import ALL_DAY  # noqa: E402
+from tests.e2e.test_tier_runs import ALL_DAY, reports_in  # noqa: E402
 
 #: (DAG, experiment) the burst cycles through: the shortest experiment each one may run.
 TARGETS = (
@@ -176,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reports(stack) -> dict:
-    from tests.e2e.test_tier_runs import reports_in
-
     return reports_in(stack.s3) if stack.s3 is not None else {}
 
 

@@ -181,7 +181,8 @@ def is_scenario_file(path: Path) -> bool:
 def load_scenarios(catalogue: Catalogue, paths: Iterable[Path] | None = None) -> ScenarioBook:
     """Load scenarios from files or folders (None: include/scenarios), their steps named from
     `catalogue`, under its policy. An invalid policy rejects every scenario."""
-    files = experiment_files(list(paths) if paths is not None else [default_scenarios_dir()] if default_scenarios_dir().is_dir() else [])
+    folder = default_scenarios_dir()
+    files = experiment_files(list(paths) if paths is not None else [folder] if folder.is_dir() else [])
     book = ScenarioBook(files=files)
     parsed: list[tuple[Scenario, bool]] = []
     for path in files:

@@ -102,6 +102,35 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:g} h"
 
 
+def _problem_lines(radius: Mapping[str, Any]) -> list[str]:
+    return [f"- ⚠ Target check at plan: {_listed(radius['problems'], PROBLEMS_SHOWN)}"] if radius["problems"] else []
+
+
+def _decision_lines(
+    plan: Mapping[str, Any],
+    policy: SafetyPolicy,
+    tier: Tier,
+    outlook: SpanOutlook,
+    deadline: dt.datetime,
+    scheduled: bool,
+    earlier: Sequence[tuple[str, Mapping[str, Any] | None]],
+    *,
+    scenario: bool = False,
+) -> list[str]:
+    """The lines every request has: the kill switch's bounds, the window's verdict, the deadline and
+    the approvals given before this one (of a scenario: for every step and its whole span)."""
+    rules = WindowRules.for_tier(policy, tier)
+    when = f"at its planned time, {local_text(policy, outlook.at)}" if scheduled else f"once approved (judged at {local_text(policy, outlook.at)})"
+    whom, removed, span = (" for every step", ", every step removed", "the whole span") if scenario else ("", "", "the injection")
+    lines = [
+        f"- Kill switch{whom}, every {policy.safety.check_interval:g} s ({policy.safety.max_failed_reads} unreadable checks in a row "
+        f"= breach{removed}): " + "; ".join(_bound_text(n, t) for n, t in plan["thresholds"].items()),
+        f"- Window: **{outlook.words}** for {span} {when}; the {tier.value} tier runs {rules.describe()}",
+        f"- Answer by {local_text(policy, deadline)}; an approval counts for {_hours(policy.approval_validity(tier))} after it is given",
+    ]
+    return lines + [f"- Earlier approval: {_answer_text(policy, role, record)}" for role, record in earlier]
+
+
 def approval_body(
     plan: Mapping[str, Any],
     *,
@@ -127,8 +156,6 @@ def approval_body(
         if len(sides) == 1
         else "; ".join(f"{side['side']}: {_side_text(side)}" for side in sides)
     )
-    rules = WindowRules.for_tier(policy, tier)
-    when = f"at its planned time, {local_text(policy, outlook.at)}" if scheduled else f"once approved (judged at {local_text(policy, outlook.at)})"
     lines = [
         f"**{plan['title']}** (`{plan['experiment']}`, {plan['tier']} tier): {plan['kind']} "
         f"`{', '.join(plan['actions'])}` on `{plan['target_service']}` for {plan['duration_s']:g} s (enforced by Chaos Mesh)",
@@ -136,16 +163,7 @@ def approval_body(
         f"- Hypothesis: {plan['hypothesis']}",
         f"- Blast radius (tier max {radius['max_pods']} pod(s)): {radius_text}",
     ]
-    if radius["problems"]:
-        lines.append(f"- ⚠ Target check at plan: {_listed(radius['problems'], PROBLEMS_SHOWN)}")
-    lines += [
-        f"- Kill switch, every {policy.safety.check_interval:g} s ({policy.safety.max_failed_reads} unreadable checks in a row "
-        f"= breach): " + "; ".join(_bound_text(n, t) for n, t in plan["thresholds"].items()),
-        f"- Window: **{outlook.words}** for the injection {when}; the {tier.value} tier runs {rules.describe()}",
-        f"- Answer by {local_text(policy, deadline)}; an approval counts for {_hours(policy.approval_validity(tier))} after it is given",
-    ]
-    for role, record in earlier:
-        lines.append(f"- Earlier approval: {_answer_text(policy, role, record)}")
+    lines += _problem_lines(radius) + _decision_lines(plan, policy, tier, outlook, deadline, scheduled, earlier)
     lines += [
         f"- Object: {manifest['namespace']}/{manifest['name']}",
         f"- Object digest: `{plan['digest']}` (inject creates the object only if it still has this digest)",
@@ -170,8 +188,6 @@ def scenario_approval_body(
     and one line per step with its planned window, what it touches and its object's digest. Inject
     creates a step's object only if its digest is one of those approved: keep each `digest` as it is."""
     radius = plan["blast_radius"]
-    rules = WindowRules.for_tier(policy, tier)
-    when = f"at its planned time, {local_text(policy, outlook.at)}" if scheduled else f"once approved (judged at {local_text(policy, outlook.at)})"
     lines = [
         f"**{plan['title']}** (scenario `{plan['scenario']}`, {plan['tier']} tier): {len(plan['steps'])} steps over "
         f"{format_offset(plan['duration_s'])}, each fault ended by Chaos Mesh's own duration",
@@ -179,8 +195,7 @@ def scenario_approval_body(
         f"- Hypothesis: {plan['hypothesis']}",
         f"- Blast radius: at most {radius['peak']} pod(s) at once, resolved at plan (scenario max {radius['max_pods']})",
     ]
-    if radius["problems"]:
-        lines.append(f"- ⚠ Target check at plan: {_listed(radius['problems'], PROBLEMS_SHOWN)}")
+    lines += _problem_lines(radius)
     for step in plan["steps"]:
         touched = "; ".join(f"{side['side']}: {_side_text(side)}" for side in step["sides"])
         metadata = step["manifest"]["metadata"]
@@ -189,14 +204,7 @@ def scenario_approval_body(
             f"{step['kind']} `{', '.join(step['actions'])}` on `{step['target_service']}`; {touched}; "
             f"object {metadata['name']}, digest `{step['digest']}`"
         )
-    lines += [
-        f"- Kill switch for every step, every {policy.safety.check_interval:g} s ({policy.safety.max_failed_reads} unreadable "
-        f"checks in a row = breach, every step removed): " + "; ".join(_bound_text(n, t) for n, t in plan["thresholds"].items()),
-        f"- Window: **{outlook.words}** for the whole span {when}; the {tier.value} tier runs {rules.describe()}",
-        f"- Answer by {local_text(policy, deadline)}; an approval counts for {_hours(policy.approval_validity(tier))} after it is given",
-    ]
-    for role, record in earlier:
-        lines.append(f"- Earlier approval: {_answer_text(policy, role, record)}")
+    lines += _decision_lines(plan, policy, tier, outlook, deadline, scheduled, earlier, scenario=True)
     lines += [
         "",
         "Approve: the run goes on to the window guard and pre-flight; any breach removes every step's fault at once. "

@@ -127,14 +127,7 @@ class PlanExperimentOperator(BaseOperator):
             "kind": experiment.kind.value,
             "actions": fault_actions(experiment.spec),
             "blast_radius": blast_radius,
-            "window": {
-                "words": outlook.words,
-                "allowed": outlook.verdict.allowed,
-                "override_used": outlook.verdict.override_used,
-                "reason": outlook.verdict.reason,
-                "judged_for": outlook.at.isoformat(),
-                "first_start": outlook.first_start.isoformat() if outlook.first_start else None,
-            },
+            "window": window_record(outlook),
             "note": note,
             "source": str(experiment.source),
             "manifest": manifest,
@@ -177,6 +170,18 @@ class PlanExperimentOperator(BaseOperator):
         """The window's verdict for the fault at its planned injection: a scheduled announced run's
         planned time, otherwise now (a run injects as soon as it is approved)."""
         return injection_outlook(context, policy, tier, duration, _now())[0]
+
+
+def window_record(outlook: SpanOutlook) -> dict[str, Any]:
+    """What the plan records of the window's verdict at the planned injection."""
+    return {
+        "words": outlook.words,
+        "allowed": outlook.verdict.allowed,
+        "override_used": outlook.verdict.override_used,
+        "reason": outlook.verdict.reason,
+        "judged_for": outlook.at.isoformat(),
+        "first_start": outlook.first_start.isoformat() if outlook.first_start else None,
+    }
 
 
 def run_note(experiment: str, tier: Tier, dry_run: bool) -> str:

@@ -15,7 +15,7 @@ from chaos_engineering.catalogue import load_scenarios
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, run_identity, write_run_note
 from chaos_engineering.operators.guard import injection_outlook
-from chaos_engineering.operators.plan import refusal_at_plan, run_note
+from chaos_engineering.operators.plan import refusal_at_plan, run_note, window_record
 from chaos_engineering.policy import SafetyPolicy, Tier
 from chaos_engineering.reach import selected_namespaces
 from chaos_engineering.render import render_scenario_objects
@@ -96,14 +96,7 @@ class PlanScenarioOperator(BaseOperator):
             "description": scenario.description,
             "steps": steps_plan(scenario, policy, manifests, check),
             "blast_radius": {"peak": check.peak, "max_pods": policy.tiers[tier].scenario_pod_limit, "problems": check.problems},
-            "window": {
-                "words": outlook.words,
-                "allowed": outlook.verdict.allowed,
-                "override_used": outlook.verdict.override_used,
-                "reason": outlook.verdict.reason,
-                "judged_for": outlook.at.isoformat(),
-                "first_start": outlook.first_start.isoformat() if outlook.first_start else None,
-            },
+            "window": window_record(outlook),
             "note": note,
             "source": str(scenario.source),
             "duration_s": span,
