@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from sandbox.runner import Sandbox
@@ -37,10 +39,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def one_run(policy, thresholds: dict, hook, prometheus) -> dict[str, float]:
-    from chaos_engineering.chaosmesh.constants import ChaosKind
+async def watch_visible(prometheus, thresholds: dict, baseline: dict, marks: dict[str, float]) -> None:
+    """Polls every threshold each 100 ms; marks `visible` at the first reading beyond its bound."""
     from chaos_engineering.policy import Threshold
     from chaos_engineering.safety import check
+
+    while "visible" not in marks:
+        for n, t in thresholds.items():
+            value = await asyncio.to_thread(prometheus.query, t["query"])
+            if value is not None and check(n, Threshold(**t), value, baseline[n], time.time()):
+                marks.setdefault("visible", time.time())
+        await asyncio.sleep(0.1)
+
+
+def print_figures(rows: list[dict[str, float]]) -> None:
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        print(f"{key:>9}: p50 {statistics.median(values):.2f} s  p95 {percentile(values, 0.95):.2f} s  max {max(values):.2f} s  (n={len(values)})")
+
+
+@contextlib.contextmanager
+def bench_sandbox(state_dir: Path | None) -> Iterator[Sandbox]:
+    """A sandbox with a 1 s scrape (`state_dir`: one already running), its connections set."""
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-bench-airflow-"))
+    sandbox = Sandbox.load(state_dir) if state_dir else None
+    own = sandbox is None
+    sandbox = sandbox or Sandbox.start(Path(tempfile.mkdtemp(prefix="chaos-bench-sandbox-")), scrape_interval="1s")
+    os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(sandbox.kubeconfig_path)}})
+    os.environ["AIRFLOW_CONN_PROMETHEUS_DEFAULT"] = json.dumps({"conn_type": "http", "host": sandbox.prometheus_url})
+    try:
+        yield sandbox
+    finally:
+        if own:
+            sandbox.stop()
+
+
+async def one_run(policy, thresholds: dict, hook, prometheus) -> dict[str, float]:
+    from chaos_engineering.chaosmesh.constants import ChaosKind
     from chaos_engineering.triggers import FaultMonitorTrigger
 
     baseline = {n: prometheus.query(t["query"]) for n, t in thresholds.items()}
@@ -55,22 +90,20 @@ async def one_run(policy, thresholds: dict, hook, prometheus) -> dict[str, float
     )
     marks: dict[str, float] = {"injected": injected}
 
-    async def watch_prometheus() -> None:
-        while "visible" not in marks:
-            for n, t in thresholds.items():
-                value = await asyncio.to_thread(prometheus.query, t["query"])
-                if value is not None and check(n, Threshold(**t), value, baseline[n], time.time()):
-                    marks.setdefault("visible", time.time())
-            await asyncio.sleep(0.1)
-
     async def watch_cluster() -> None:
         while await asyncio.to_thread(hook.get, ChaosKind.POD_CHAOS, name, NAMESPACE) is not None:
             await asyncio.sleep(0.1)
         marks["gone"] = time.time()
 
-    # Both watchers run beside the trigger from the start: its event comes after the deletion
-    # (at the earliest MIN_EVENT_DELAY_S after it started), so "gone" is not timed from the event.
-    watchers = [asyncio.create_task(watch_prometheus()), asyncio.create_task(watch_cluster())]
+    await breach_beside(trigger, watch_visible(prometheus, thresholds, baseline, marks), watch_cluster(), marks)
+    return marks
+
+
+async def breach_beside(trigger, visible, gone, marks: dict[str, float]) -> dict:
+    """Run `trigger` to its event with the two watchers (`visible`, then `gone`) beside it from the
+    start: its event comes after the deletion (at the earliest MIN_EVENT_DELAY_S after it started),
+    so "gone" is not timed from the event. Marks the breach and the delete; returns the event."""
+    watchers = [asyncio.create_task(visible), asyncio.create_task(gone)]
     async for event in trigger.run():
         payload = event.payload
         break
@@ -80,21 +113,25 @@ async def one_run(policy, thresholds: dict, hook, prometheus) -> dict[str, float
     marks["breach"] = payload["breach"]["at"]
     marks["delete"] = payload["removal_requested_at"]
     marks.setdefault("visible", marks["breach"])  # the trigger saw it before our poll did
-    return marks
+    return payload
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def halt_row(marks: dict[str, float]) -> dict[str, float]:
+    return {
+        "halt": marks["gone"] - marks["visible"],
+        "detect": marks["breach"] - marks["visible"],
+        "delete": marks["delete"] - marks["breach"],
+        "finalizer": marks["gone"] - marks["delete"],
+    }
+
+
+def run_benchmark(description: str, one_run, row_of, line) -> None:
+    """`--runs` runs of `one_run` on a steady sandbox; one line each (`line(row_of(marks))`), then the figures."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--state-dir", type=Path, help="reuse a running sandbox (1 s scrape) instead of starting one")
     args = parser.parse_args()
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-bench-airflow-"))
-    sandbox = Sandbox.load(args.state_dir) if args.state_dir else None
-    own = sandbox is None
-    sandbox = sandbox or Sandbox.start(Path(tempfile.mkdtemp(prefix="chaos-bench-sandbox-")), scrape_interval="1s")
-    os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(sandbox.kubeconfig_path)}})
-    os.environ["AIRFLOW_CONN_PROMETHEUS_DEFAULT"] = json.dumps({"conn_type": "http", "host": sandbox.prometheus_url})
-    try:
+    with bench_sandbox(args.state_dir):
         from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
         from chaos_engineering.hooks.prometheus import PrometheusHook
         from chaos_engineering.policy import load_policy
@@ -106,21 +143,18 @@ def main() -> None:
         rows = []
         for i in range(args.runs):
             wait_steady(policy, window_s=30, timeout=300)
-            marks = asyncio.run(one_run(policy, thresholds, hook, prometheus))
-            row = {
-                "detect": marks["breach"] - marks["visible"],
-                "delete": marks["delete"] - marks["breach"],
-                "finalizer": marks["gone"] - marks["delete"],
-                "halt": marks["gone"] - marks["visible"],
-            }
-            rows.append(row)
-            print(f"run {i + 1:2d}: visible->gone {row['halt']:.2f} s (detect {row['detect']:.2f}, delete {row['delete']:.3f}, finalizer {row['finalizer']:.2f})", flush=True)
-        for key in ("halt", "detect", "delete", "finalizer"):
-            values = [r[key] for r in rows]
-            print(f"{key:>9}: p50 {statistics.median(values):.2f} s  p95 {percentile(values, 0.95):.2f} s  max {max(values):.2f} s  (n={len(values)})")
-    finally:
-        if own:
-            sandbox.stop()
+            rows.append(row_of(asyncio.run(one_run(policy, thresholds, hook, prometheus))))
+            print(f"run {i + 1:2d}: {line(rows[-1])}", flush=True)
+        print_figures(rows)
+
+
+def main() -> None:
+    run_benchmark(
+        __doc__.splitlines()[0],
+        one_run,
+        halt_row,
+        lambda row: f"visible->gone {row['halt']:.2f} s (detect {row['detect']:.2f}, delete {row['delete']:.3f}, finalizer {row['finalizer']:.2f})",
+    )
 
 
 if __name__ == "__main__":

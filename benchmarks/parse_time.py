@@ -1,5 +1,5 @@
 """Parse time of each DAG file, with the real catalogue and with 1,000 generated experiments; and
-the load of 100 generated scenarios (the scenario DAGs' factory will read them at parse).
+of the scenario DAGs' factory with 100 generated scenario files (one DAG each) against none.
 
 Run: .venv/bin/python benchmarks/parse_time.py [--experiments 1000] [--scenarios 100] [--repeat 5]
 Targets (issue 4): < 0.5 s per file with the real catalogue, < 1 s with 1,000 experiments;
@@ -24,6 +24,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted((ROOT / "dags").glob("chaos_*_risk.py"))
+SCENARIO_DAGS = ROOT / "dags" / "chaos_scenarios.py"
 
 
 def generated_include(count: int) -> Path:
@@ -40,35 +41,37 @@ def generated_include(count: int) -> Path:
     return folder
 
 
-def generated_scenarios(count: int) -> Path:
-    """A folder of `count` scenarios made from the shipped ones (inline steps included)."""
-    folder = Path(tempfile.mkdtemp(prefix="chaos-bench-scenarios-"))
+def include_with_scenarios(count: int) -> Path:
+    """A copy of include/ whose scenarios folder holds `count` scenarios made from the shipped ones
+    (inline steps included)."""
+    folder = Path(tempfile.mkdtemp(prefix="chaos-bench-scenarios-")) / "include"
+    shutil.copytree(ROOT / "include", folder)
     sources = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "include" / "scenarios").glob("*.yaml"))]
+    shutil.rmtree(folder / "scenarios")
+    (folder / "scenarios").mkdir()
     for i in range(count):
         scenario = copy.deepcopy(sources[i % len(sources)])
         scenario["name"] = f"{scenario['name'][:40]}-{i:05d}"
-        (folder / f"{scenario['name']}.yaml").write_text(yaml.safe_dump(scenario))
+        (folder / "scenarios" / f"{scenario['name']}.yaml").write_text(yaml.safe_dump(scenario))
     return folder
 
 
 def measure_scenarios(count: int, repeat: int) -> None:
-    from chaos_engineering.catalogue import load_catalogue, load_scenarios
-
-    catalogue = load_catalogue()
-    folder = generated_scenarios(count)
-    times = []
-    for _ in range(repeat + 1):
-        started = time.perf_counter()
-        book = load_scenarios(catalogue, [folder])
-        times.append(time.perf_counter() - started)
-    assert len(book.scenarios) == count and book.ok, book.issues[:3]
-    times = times[1:]
-    print(f"{count} scenarios{'':<9} load_scenarios{'':<10} median {statistics.median(times) * 1000:7.1f} ms   max {max(times) * 1000:7.1f} ms")
+    """The scenario factory's DAG file parsed with no scenario and with `count`: what they add."""
+    medians = {}
+    for n in (0, count):
+        os.environ["CHAOS_INCLUDE_DIR"] = str(include_with_scenarios(n))
+        parse_once(SCENARIO_DAGS)
+        times = [parse_once(SCENARIO_DAGS) for _ in range(repeat)]
+        medians[n] = statistics.median(times)
+        print(f"{n:>4} scenarios{'':<9} {SCENARIO_DAGS.name:<24} median {medians[n] * 1000:7.1f} ms   max {max(times) * 1000:7.1f} ms")
+    del os.environ["CHAOS_INCLUDE_DIR"]
+    print(f"{count} scenario files add {(medians[count] - medians[0]) * 1000:.0f} ms to the parse (median)")
 
 
 def parse_once(path: Path) -> float:
     # A fresh module each time, as the dag-processor parses a file in a fresh process.
-    for name in [m for m in sys.modules if m.startswith("chaos_engineering.tier_chain") or m == "_bench_dag"]:
+    for name in [m for m in sys.modules if m.startswith(("chaos_engineering.tier_chain", "chaos_engineering.scenario_dags")) or m == "_bench_dag"]:
         del sys.modules[name]
     spec = importlib.util.spec_from_file_location("_bench_dag", path)
     module = importlib.util.module_from_spec(spec)

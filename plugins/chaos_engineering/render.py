@@ -35,6 +35,10 @@ ANNOTATION_SOURCE = f"{LABEL_PREFIX}/source"
 ANNOTATION_DIGEST = f"{LABEL_PREFIX}/digest"
 ANNOTATION_BASELINE = f"{LABEL_PREFIX}/baseline"
 ANNOTATION_WINDOW = f"{LABEL_PREFIX}/window"
+#: Written by a scenario's inject on each step's object: every step's approved digest, and when the
+#: scenario started (epoch seconds). The monitor starts the later steps from these and the file.
+ANNOTATION_SCENARIO_DIGESTS = f"{LABEL_PREFIX}/scenario-digests"
+ANNOTATION_SCENARIO_STARTED = f"{LABEL_PREFIX}/scenario-started"
 
 #: Selects every object this system created, in any namespace.
 OWNED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"

@@ -22,6 +22,8 @@ from chaos_engineering.operators.lock import AcquireLockSensor, ReleaseLockOpera
 from chaos_engineering.operators.monitor import FaultMonitorSensor
 from chaos_engineering.operators.common import ROTATION
 from chaos_engineering.operators.plan import PlanExperimentOperator
+from chaos_engineering.operators.plan_scenario import PlanScenarioOperator
+from chaos_engineering.operators.scenario_run import InjectScenarioOperator, ScenarioMonitorSensor
 from chaos_engineering.operators.preflight import PreflightCheckOperator
 from chaos_engineering.operators.recovery import STAGES, RecoveryStageSensor
 from chaos_engineering.operators.report import RunReportOperator
@@ -130,19 +132,25 @@ def wire_tier_chain(
     kubernetes_conn_id: str = ChaosMeshHook.default_conn_name,
     prometheus_conn_id: str = PrometheusHook.default_conn_name,
     drill: bool = False,
+    scenario: str | None = None,
 ) -> None:
     """Create the tasks of one tier's run in the current DAG context. With `drill`, a canary probe
     (`dr_probe`) runs from the lock to the end of the failover, and the injection waits for its
-    baseline (`dr_probe_ready`): the disaster-recovery drill."""
+    baseline (`dr_probe_ready`): the disaster-recovery drill. With `scenario`, the run is that
+    scenario's (its tier's approvals once, one lock, every step injected by inject and the
+    monitor, one monitor, removal of every step): the same chain, the same task ids."""
     policy = catalogue.policy
     if policy is None:
         raise ValueError("the safety policy is invalid; run `chaosctl validate`")
     cluster = {"kubernetes_conn_id": kubernetes_conn_id}
     both = cluster | {"prometheus_conn_id": prometheus_conn_id}
 
-    plan = PlanExperimentOperator(
-        task_id="plan", tier=tier.value, experiment="{{ params.experiment }}", dry_run="{{ params.dry_run }}", retries=1, **cluster
-    )
+    if scenario is None:
+        plan = PlanExperimentOperator(
+            task_id="plan", tier=tier.value, experiment="{{ params.experiment }}", dry_run="{{ params.dry_run }}", retries=1, **cluster
+        )
+    else:
+        plan = PlanScenarioOperator(task_id="plan", scenario=scenario, dry_run="{{ params.dry_run }}", retries=1, **cluster)
     gate = ShortCircuitOperator(
         task_id="dry_run_gate",
         python_callable=_is_real_run,
@@ -151,15 +159,22 @@ def wire_tier_chain(
         ignore_downstream_trigger_rules=False,
     )
     roles = policy.tiers[tier].approvals
-    approvals = [human_approval(policy, tier, role) for role in roles] if roles else [PolicyApprovalOperator(task_id="approve_by_policy")]
+    what = "experiment" if scenario is None else "scenario"
+    approvals = [human_approval(policy, tier, role, what) for role in roles] if roles else [PolicyApprovalOperator(task_id="approve_by_policy")]
     guard = WindowGuardOperator(task_id="window_guard", tier=tier.value, retries=0)
     preflight = PreflightCheckOperator(task_id="preflight", plan=plan.output, retries=0, **both)
     lock = AcquireLockSensor(
         task_id="acquire_lock", plan=plan.output, mode="reschedule", poke_interval=10, timeout=policy.safety.lock_wait, **cluster
     )
     # Inject trusts no upstream output: it verifies the approvals in Airflow's own records itself.
-    inject = InjectFaultOperator(task_id="inject", tier=tier.value, plan=plan.output, retries=1, **both)
-    monitor = FaultMonitorSensor(task_id="monitor", plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both)
+    if scenario is None:
+        inject = InjectFaultOperator(task_id="inject", tier=tier.value, plan=plan.output, retries=1, **both)
+        monitor = FaultMonitorSensor(task_id="monitor", plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both)
+    else:
+        inject = InjectScenarioOperator(task_id="inject", scenario=scenario, tier=tier.value, plan=plan.output, retries=1, **both)
+        monitor = ScenarioMonitorSensor(
+            task_id="monitor", scenario=scenario, plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both
+        )
     # It retries by itself (until every object is gone or 2 x safety.deletion_timeout); one Airflow
     # retry is for a worker that died under it.
     remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=1, retry_delay=5, **cluster)

@@ -371,7 +371,7 @@ class FaultMonitorTrigger(BaseTrigger):
                 yield event
                 return
         except Exception as exc:  # a task's cancellation (the triggerer handing over) is not an Exception
-            self.log.exception("kill switch: the monitor itself failed; removing the fault (fail-safe)")
+            self.log.exception("kill switch: the monitor itself failed; removing what it watches (fail-safe)")
             yield await self._monitor_failed(exc, first)
 
     async def _watch(self, first: float) -> AsyncIterator[TriggerEvent]:
@@ -639,12 +639,15 @@ class FaultMonitorTrigger(BaseTrigger):
 
     async def _remove(self, cluster: Any, kind: ChaosKind, name: str, namespace: str, why: str) -> tuple[float | None, str]:
         try:
-            await asyncio.to_thread(cluster.delete, kind, name, namespace)
+            deleted = await asyncio.to_thread(cluster.delete, kind, name, namespace)
         except Exception as exc:
             # The teardown task deletes again; the sensor fails either way.
             self.log.error("could not delete %s/%s (%s): %s", namespace, name, why, exc)
             return None, str(exc)
-        self.log.warning("%s: deleted %s %s/%s", why, kind.value, namespace, name)
+        if deleted:
+            self.log.warning("%s: deleted %s %s/%s", why, kind.value, namespace, name)
+        else:
+            self.log.warning("%s: %s %s/%s is not on the cluster (gone already, or never created)", why, kind.value, namespace, name)
         return time.time(), ""
 
 

@@ -71,6 +71,55 @@ EXTRA = {
 }
 
 
+API_SELECTOR = {"namespaces": ["booking"], "labelSelectors": {"app": "booking-api", "app.kubernetes.io/name": "booking-api"}}
+
+
+def _http_delay(name: str, delay: str, duration: str) -> dict[str, Any]:
+    return {
+        "name": name, "tier": "medium", "title": f"{delay} delay on one booking-api pod's availability route", "hypothesis": "The others take it.",
+        "target": {"service": "booking-api"},
+        "chaos": {"kind": "HTTPChaos", "spec": {"mode": "one", "selector": API_SELECTOR, "target": "Request", "port": 8080,
+                                                "path": "/availability*", "method": "GET", "delay": delay, "duration": duration}},
+    }
+
+
+# Scenarios the tests run: the shipped cascade's shape in well under a minute, and one whose second
+# step breaches (include/scenarios/ holds the shipped ones; these are written beside them).
+SCENARIOS = {
+    "quick-cascade.yaml": {
+        "name": "quick-cascade",
+        "tier": "medium",
+        "title": "booking-api latency grows while a worker is CPU-starved (short)",
+        "description": "The shipped cascade, every step shortened for the tests.",
+        "hypothesis": "The other booking-api replicas absorb the slow pod.",
+        "thresholds": {"p95_latency": {"limit": 1500}},
+        "steps": [
+            {"name": "worker-starved", "experiment": {
+                "name": "booking-worker-cpu-stress-quick", "tier": "low", "title": "CPU stress on one booking-worker pod (short)",
+                "hypothesis": "Reminder jobs slow down.", "target": {"service": "booking-worker"},
+                "chaos": {"kind": "StressChaos", "spec": {
+                    "mode": "one", "duration": "25s", "stressors": {"cpu": {"workers": 1, "load": 60}},
+                    "selector": {"namespaces": ["booking"], "labelSelectors": {"app": "booking-worker", "app.kubernetes.io/name": "booking-worker"}}}}}},
+            {"name": "api-slow", "start": {"after": "worker-starved", "when": "started", "offset": "5s"},
+             "experiment": _http_delay("booking-api-http-delay-quick", "150ms", "8s")},
+            {"name": "api-slower", "start": {"after": "api-slow", "when": "ended"},
+             "experiment": _http_delay("booking-api-http-delay-quick-2", "300ms", "8s")},
+        ],
+    },
+    "quick-breach.yaml": {
+        "name": "quick-breach",
+        "tier": "medium",
+        "title": "A slow cache, then a booking-api pod aborting every booking (breaches)",
+        "description": "The second step breaches: the kill switch must remove both steps.",
+        "hypothesis": "Retries hide the aborting pod (they do not).",
+        "steps": [
+            {"name": "cache-slow", "experiment": "cache-slow-long"},
+            {"name": "api-abort", "start": {"after": "cache-slow", "when": "started", "offset": "10s"}, "experiment": "booking-api-abort"},
+        ],
+    },
+}
+
+
 def _set(document: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         document = document[key]
@@ -85,6 +134,8 @@ def make_include(folder: Path, reports: Path, **overrides: Any) -> Path:
     write_policy(folder, reports, **overrides)
     for relative, experiment in EXTRA.items():
         (folder / "experiments" / relative).write_text(yaml.safe_dump(experiment, sort_keys=False))
+    for name, scenario in SCENARIOS.items():
+        (folder / "scenarios" / name).write_text(yaml.safe_dump(scenario, sort_keys=False))
     return folder
 
 

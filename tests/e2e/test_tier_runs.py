@@ -22,6 +22,7 @@ from chaos_engineering.halt import HaltFlag
 from chaos_engineering.lock import ExperimentLock
 from chaos_engineering.policy import load_policy
 from chaos_engineering.render import OWNED_SELECTOR
+from chaos_engineering.triggers import WATCHED_STATES, fault_state
 from sandbox.airflow_stack import AirflowClient, AirflowStack
 from tests.e2e.conftest import needs_steady_platform, start_stack
 from tests.e2e.test_include import make_include, write_policy
@@ -107,11 +108,13 @@ class Chaos:
 
 
 class FaultWatch:
-    """Samples the cluster while a test runs: the most chaos objects of ours seen at once."""
+    """Samples the cluster while a test runs: the most chaos objects of ours seen at once, and the
+    most applied at once (not yet ended by Chaos Mesh: an ended object stays until its removal)."""
 
     def __init__(self, chaos: Chaos) -> None:
         self.chaos = chaos
         self.most = 0
+        self.most_applied = 0
         self.names: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -120,6 +123,7 @@ class FaultWatch:
         while not self._stop.is_set():
             objects = [o for o in self.chaos.objects() if not o["metadata"].get("deletionTimestamp")]
             self.most = max(self.most, len(objects))
+            self.most_applied = max(self.most_applied, sum(fault_state(o) in WATCHED_STATES for o in objects))
             self.names.update(o["metadata"]["name"] for o in objects)
             time.sleep(0.3)
 

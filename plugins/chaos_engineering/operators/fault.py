@@ -90,7 +90,7 @@ class InjectFaultOperator(BaseOperator):
         if adopted is not None:
             # A retry of this task after its create was answered too late: the fault exists already.
             self.log.warning("the fault of this run already exists (a retry): %s; not creating another", adopted["metadata"]["name"])
-            created, verified = adopted, None
+            created, verified = [adopted], None
         else:
             record = InjectionRecord(self.hook, policy.chaos_namespace, key)
             _refuse_second_injection(record.read())
@@ -100,25 +100,30 @@ class InjectFaultOperator(BaseOperator):
             # Again: verification takes a few seconds, and a stop may have come meanwhile.
             fail_if_halted(self.hook, policy.chaos_namespace)
             # Atomic: of two tries of this run racing here, one claims and the other is refused.
-            if record.claim(dag_id=dag_id, run_id=run_id, experiment=verified.experiment.name, digest=verified.digest) is None:
-                _refuse_second_injection(record.read() or Injection(dag_id, run_id, verified.experiment.name, "", ""))
-            created = self._create(verified.body(), policy.chaos_namespace, key)
+            if record.claim(dag_id=dag_id, run_id=run_id, experiment=verified.name, digest=verified.digest) is None:
+                _refuse_second_injection(record.read() or Injection(dag_id, run_id, verified.name, "", ""))
+            created = self._create_verified(verified, policy.chaos_namespace, key)
             self._refuse_if_halted_now(created, policy)
         injected_at = time.time()
         self._hand_over(created, policy.safety.monitor_handover)
         self.log.info(
-            "injected %s %s/%s (duration %s)%s",
-            created["kind"],
-            created["metadata"]["namespace"],
-            created["metadata"]["name"],
-            created["spec"].get("duration"),
+            "injected %s (duration %s)%s",
+            ", ".join(f"{c['kind']} {c['metadata']['namespace']}/{c['metadata']['name']}" for c in created),
+            ", ".join(str(c["spec"].get("duration")) for c in created),
             f"; verified: {verified.summary()}" if verified else "",
         )
-        fault = fault_ref(created) | {"injected_at": injected_at, "uid": created["metadata"].get("uid")}
-        if verified is not None:
-            fault |= verified.record()
+        fault = self._fault_record(created, injected_at, verified)
         announce("started", context=context, plan=self.plan, extra={"fault": fault})
         return fault
+
+    def _create_verified(self, verified: Any, namespace: str, key: str) -> list[dict[str, Any]]:
+        """The objects the verified run starts with (one, for an experiment)."""
+        return [self._create(verified.body(), namespace, key)]
+
+    def _fault_record(self, created: list[dict[str, Any]], injected_at: float, verified: Any) -> dict[str, Any]:
+        """inject's XCom: what it created and what it verified."""
+        fault = fault_ref(created[0]) | {"injected_at": injected_at, "uid": created[0]["metadata"].get("uid")}
+        return fault | (verified.record() if verified is not None else {})
 
     def _create(self, body: dict[str, Any], namespace: str, key: str) -> dict[str, Any]:
         """Create the run's object. A create that failed or got no answer may have landed all the
@@ -142,15 +147,15 @@ class InjectFaultOperator(BaseOperator):
             self.log.warning("the create failed (%s) but it landed: adopting %s", failed, landed["metadata"]["name"])
             return landed
 
-    def _hand_over(self, created: dict[str, Any], handover_s: float) -> None:
-        """The fault's first heartbeat, promising the monitor's within `handover_s`: until the
+    def _hand_over(self, created: list[dict[str, Any]], handover_s: float) -> None:
+        """Each fault's first heartbeat, promising the monitor's within `handover_s`: until the
         monitor's trigger beats, the watchdog keeps the fault that long (not only its grace).
         Best effort: without it the watchdog counts from the object's creation (fails closed)."""
-        ref = fault_ref(created)
-        try:
-            Heartbeat(self.hook, ref["kind"], ref["name"], ref["namespace"]).renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
-        except Exception as exc:
-            self.log.warning("cannot write the hand-over heartbeat of %s/%s (the watchdog counts from creation): %s", ref["namespace"], ref["name"], exc)
+        for ref in map(fault_ref, created):
+            try:
+                Heartbeat(self.hook, ref["kind"], ref["name"], ref["namespace"]).renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
+            except Exception as exc:
+                self.log.warning("cannot write the hand-over heartbeat of %s/%s (the watchdog counts from creation): %s", ref["namespace"], ref["name"], exc)
 
     def _wait_until_quiet(self, policy: Any) -> None:
         """The run that held the lock before may have removed its fault moments ago: its traces
@@ -192,8 +197,8 @@ class InjectFaultOperator(BaseOperator):
             holder = state.holder if state else "nobody"
             raise AirflowFailException(f"this run does not hold the experiment lock (holder: {holder}); not injecting")
 
-    def _refuse_if_halted_now(self, created: dict[str, Any], policy: Any) -> None:
-        """An emergency stop that came while the create was in flight: undo it at once."""
+    def _refuse_if_halted_now(self, created: list[dict[str, Any]], policy: Any) -> None:
+        """An emergency stop that came while the creates were in flight: undo them at once."""
         from chaos_engineering.halt import HaltFlag
 
         try:
@@ -203,13 +208,15 @@ class InjectFaultOperator(BaseOperator):
             halted, why = True, f"the halt flag cannot be read after the create ({exc})"
         if not halted:
             return
-        ref = fault_ref(created)
-        try:
-            self.hook.delete(ChaosKind(ref["kind"]), ref["name"], ref["namespace"])
-            undone = "deleted it again"
-        except Exception as exc:
-            undone = f"COULD NOT DELETE IT ({exc}); the teardown and the watchdog retry"
-        raise AirflowFailException(f"created {ref['namespace']}/{ref['name']}, then found chaos halted ({why}); {undone}")
+        undone = []
+        for ref in map(fault_ref, created):
+            try:
+                self.hook.delete(ChaosKind(ref["kind"]), ref["name"], ref["namespace"])
+                undone.append("deleted it again")
+            except Exception as exc:
+                undone.append(f"COULD NOT DELETE IT ({exc}); the teardown and the watchdog retry")
+        names = ", ".join(f"{ref['namespace']}/{ref['name']}" for ref in map(fault_ref, created))
+        raise AirflowFailException(f"created {names}, then found chaos halted ({why}); {'; '.join(undone)}")
 
 def _refuse_second_injection(earlier: Injection | None) -> None:
     if earlier is not None:

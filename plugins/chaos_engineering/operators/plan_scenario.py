@@ -90,6 +90,10 @@ class PlanScenarioOperator(BaseOperator):
         write_run_note(context, note)
         return {
             "scenario": scenario.name,
+            # What every run's plan names (notifications, metrics, the report): the scenario as a whole.
+            "experiment": scenario.name,
+            "kind": "Scenario",
+            "target_service": ", ".join(dict.fromkeys(s.experiment.target_service for s in scenario.steps)),
             "tier": tier.value,
             "title": scenario.title,
             "hypothesis": scenario.hypothesis,

@@ -20,7 +20,7 @@ from chaos_engineering.chaosmesh.spec import parse_spec
 from chaos_engineering.emergency import ObjectRef, owned_objects
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook, PrometheusQueryError
-from chaos_engineering.operators.common import policy_or_fail
+from chaos_engineering.operators.common import catalogue_or_fail, policy_or_fail
 from chaos_engineering.policy import SteadyLimit, Threshold, Tier
 from chaos_engineering.safety import baseline_problem, check, needs_baseline
 from chaos_engineering.targets import TargetPod, verify_targets
@@ -339,6 +339,8 @@ class PreflightCheckOperator(BaseOperator):
         ]
 
     def _targets(self, plan: dict[str, Any], policy: Any, problems: list[str]) -> tuple[list[TargetPod], list[TargetPod]]:
+        if "steps" in plan:
+            return self._scenario_targets(plan, policy, problems)
         tier = Tier(plan["tier"])
         spec, issues = parse_spec(plan["kind"], plan["manifest"]["spec"])
         if spec is None:
@@ -347,3 +349,20 @@ class PreflightCheckOperator(BaseOperator):
         check = verify_targets(self.cluster, policy, tier, spec)
         problems += check.problems
         return check.targets, check.peers
+
+    def _scenario_targets(self, plan: dict[str, Any], policy: Any, problems: list[str]) -> tuple[list[TargetPod], list[TargetPod]]:
+        """A scenario's: every step's pods now, and the most its standing steps touch together."""
+        from chaos_engineering.operators.scenario_run import scenario_of_run
+        from chaos_engineering.targets import verify_scenario_targets
+        from chaos_engineering.verification import VerificationFailed
+
+        try:
+            scenario = scenario_of_run(catalogue_or_fail(), plan["scenario"])
+        except VerificationFailed as exc:
+            problems += exc.problems
+            return [], []
+        check = verify_scenario_targets(self.cluster, policy, scenario)
+        problems += check.problems
+        targets = {t.ref: t for c in check.steps.values() for t in c.targets}
+        peers = {p.ref: p for c in check.steps.values() for p in c.peers}
+        return list(targets.values()), list(peers.values())

@@ -21,11 +21,14 @@ STAGES = ("immediate", "short_term", "business")
 
 
 def target_queries(plan: dict[str, Any]) -> list[dict[str, str]]:
-    """Namespace and label selector of the targeted pods (names change when pods are replaced)."""
-    spec, _ = parse_spec(plan["kind"], plan["manifest"]["spec"])
-    if spec is None:
-        return []
-    return [{"namespace": ns, "label_selector": label_selector(spec.selector)} for ns in selected_namespaces(spec.selector)]
+    """Namespace and label selector of the targeted pods (names change when pods are replaced):
+    of the experiment, or of every step of a scenario."""
+    queries: list[dict[str, str]] = []
+    for fault in plan.get("steps") or [plan]:
+        spec, _ = parse_spec(fault["kind"], fault["manifest"]["spec"])
+        if spec is not None:
+            queries += [{"namespace": ns, "label_selector": label_selector(spec.selector)} for ns in selected_namespaces(spec.selector)]
+    return [dict(q) for q in dict.fromkeys(tuple(sorted(q.items())) for q in queries)]
 
 
 class RecoveryStageSensor(BaseSensorOperator):

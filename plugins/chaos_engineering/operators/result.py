@@ -172,7 +172,7 @@ class WriteResultOperator(BaseOperator):
             # run's conf, so it is recorded even when the plan failed.
             "deploy": run_deploy(context),
             "experiment": {k: v for k, v in plan.items() if k != "manifest"} if plan else None,
-            "manifest": plan["manifest"] if plan else None,
+            "manifest": plan.get("manifest") if plan else None,
             "approvals": [dict(a, task_id=t) for t in APPROVAL_TASKS if (a := pull(t, key=APPROVAL_KEY))],
             "window": pull("window_guard", key="window"),
             "preflight": pull("preflight"),

@@ -45,6 +45,10 @@ class VerifiedInjection:
     targets: list[str] = field(default_factory=list)
     peers: list[str] = field(default_factory=list)
 
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
     def body(self) -> dict[str, Any]:
         """The manifest, its annotations naming what was verified (the record in the cluster)."""
         metadata = dict(self.manifest["metadata"])
@@ -57,20 +61,24 @@ class VerifiedInjection:
         return dict(self.manifest, metadata=metadata)
 
     def record(self) -> dict[str, Any]:
-        """For the run's result: what inject verified."""
-        return {
-            "experiment": self.experiment.name,
-            "digest": self.digest,
-            "approvals": [a.as_dict() for a in self.approvals],
-            "window": {"reason": self.window.reason, "override_used": self.window.override_used},
-            "baseline": self.baseline,
-            "targets": self.targets,
-            "peers": self.peers,
-        }
+        return verification_record(self)
 
     def summary(self) -> str:
         who = ", ".join(f"{a.role} {a.user}" for a in self.approvals)
         return f"{self.experiment.name} {self.digest}; approvals: {who}; {self.window.reason}; targets {', '.join(self.targets) or 'none'}"
+
+
+def verification_record(verified: Any) -> dict[str, Any]:
+    """For the run's result: what inject verified (of an experiment, or of a scenario)."""
+    return {
+        "experiment": verified.name,
+        "digest": verified.digest,
+        "approvals": [a.as_dict() for a in verified.approvals],
+        "window": {"reason": verified.window.reason, "override_used": verified.window.override_used},
+        "baseline": verified.baseline,
+        "targets": verified.targets,
+        "peers": verified.peers,
+    }
 
 
 def _experiment(context: Any, catalogue: Any, tier: Tier, planned: Any) -> Experiment:
@@ -108,7 +116,6 @@ def verify_injection(
 ) -> VerifiedInjection:
     """Re-derive the run's object and check everything that allows it, now; raise
     `VerificationFailed` listing every problem found (all are checked, not the first only)."""
-    from chaos_engineering.operators.preflight import fault_lifetime_s, steady_state
     from chaos_engineering.targets import verify_targets
 
     policy = catalogue.policy
@@ -121,43 +128,69 @@ def verify_injection(
     manifest = render_chaos_object(experiment, policy, dag_id=dag_id, run_id=run_id)
     digest = object_digest(manifest)
 
-    roles = policy.tiers[tier].approvals
-    approvals: list[VerifiedApproval] = []
-    if roles:
-        try:
-            records = {approval_task_id(role): airflow_api.hitl_detail(dag_id, run_id, approval_task_id(role)) for role in roles}
-        except Exception as exc:
-            problems.append(f"cannot read Airflow's approval records of this run ({exc}); without them no approval counts")
-        else:
-            approvals, refused = verify_approvals(policy, tier, records, digest, now)
-            problems += refused
-    else:
-        approvals = [policy_approval(tier, now)]
-
-    duration = effective_duration(experiment, policy)
-    window = span_verdict(policy, tier, now, now + dt.timedelta(seconds=duration), manual=is_manual(context))
-    if not window.allowed:
-        problems.append(f"window: {window.reason}")
+    approvals, refused = recorded_approvals(policy, tier, airflow_api, dag_id, run_id, {experiment.name: digest}, now)
+    problems += refused
+    problems += window_problems(window := span_verdict(
+        policy, tier, now, now + dt.timedelta(seconds=effective_duration(experiment, policy)), manual=is_manual(context)
+    ))
 
     targets: list[str] = []
     peers: list[str] = []
     try:
         check = verify_targets(cluster, policy, tier, experiment.spec)
     except Exception as exc:
-        problems.append(f"cannot resolve the target pods now ({exc}); nothing is injected on pods we cannot see")
+        problems.append(unresolved_targets(exc))
     else:
         problems += check.problems
         targets, peers = [t.ref for t in check.targets], [p.ref for p in check.peers]
 
-    try:
-        baseline, unsteady = steady_state(
-            prometheus, experiment_thresholds(experiment, policy), policy.preflight.healthy_window, now,
-            steady_limits=policy.preflight.steady_limits, lifetime_s=fault_lifetime_s(policy),
-        )
-    except Exception as exc:
-        baseline, unsteady = {}, [f"cannot read the metrics ({exc})"]
-    problems += [f"not steady now: {problem}" for problem in unsteady]
+    baseline, unsteady = steady_baseline(prometheus, experiment_thresholds(experiment, policy), policy, now)
+    problems += unsteady
 
     if problems:
         raise VerificationFailed(problems)
     return VerifiedInjection(experiment, manifest, digest, approvals, window, baseline, targets, peers)
+
+
+def recorded_approvals(
+    policy: Any, tier: Tier, airflow_api: Any, dag_id: str, run_id: str, digests: Mapping[str, str], now: dt.datetime
+) -> tuple[list[VerifiedApproval], list[str]]:
+    """The tier's approvals from Airflow's records of this run, each of which must have shown every
+    object digest in `digests` (by experiment or step; more than one: a problem names its step),
+    and every reason they do not count. A tier with no approver role is approved by the policy."""
+    roles = policy.tiers[tier].approvals
+    if not roles:
+        return [policy_approval(tier, now)], []
+    try:
+        records = {approval_task_id(role): airflow_api.hitl_detail(dag_id, run_id, approval_task_id(role)) for role in roles}
+    except Exception as exc:
+        return [], [f"cannot read Airflow's approval records of this run ({exc}); without them no approval counts"]
+    approvals: list[VerifiedApproval] = []
+    problems: list[str] = []
+    for name, digest in digests.items():
+        verified, refused = verify_approvals(policy, tier, records, digest, now)
+        approvals = approvals or verified
+        problems += [f"step {name}: {why}" if len(digests) > 1 and digest in why else why for why in refused]
+    return approvals, list(dict.fromkeys(problems))
+
+
+def window_problems(window: WindowVerdict) -> list[str]:
+    return [] if window.allowed else [f"window: {window.reason}"]
+
+
+def unresolved_targets(exc: Exception) -> str:
+    return f"cannot resolve the target pods now ({exc}); nothing is injected on pods we cannot see"
+
+
+def steady_baseline(prometheus: Any, thresholds: dict[str, dict[str, Any]], policy: Any, now: dt.datetime) -> tuple[dict[str, float], list[str]]:
+    """The baseline over the policy's healthy window ending now, and why the platform is not steady."""
+    from chaos_engineering.operators.preflight import fault_lifetime_s, steady_state
+
+    try:
+        baseline, unsteady = steady_state(
+            prometheus, thresholds, policy.preflight.healthy_window, now,
+            steady_limits=policy.preflight.steady_limits, lifetime_s=fault_lifetime_s(policy),
+        )
+    except Exception as exc:
+        baseline, unsteady = {}, [f"cannot read the metrics ({exc})"]
+    return baseline, [f"not steady now: {problem}" for problem in unsteady]

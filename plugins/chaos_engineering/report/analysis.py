@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from scipy.stats import mannwhitneyu
 
 from chaos_engineering.policy import Threshold, ThresholdRule
 from chaos_engineering.safety import bound_of
+
+if TYPE_CHECKING:
+    from chaos_engineering.report.scenario import ScenarioAnalysis
 
 #: The recovery stages in the order the tier DAG runs them (operators/recovery.py's STAGES;
 #: repeated here because that module imports Airflow and this one must not).
@@ -156,6 +159,7 @@ class RunAnalysis:
     metrics: dict[str, MetricAnalysis] = field(default_factory=dict)
     breach: BreachTiming | None = None
     stages: list[StageTiming] = field(default_factory=list)
+    scenario: ScenarioAnalysis | None = None  # a scenario run's steps (report/scenario.py); None for one experiment
 
 
 def moment(value: Any) -> float | None:
@@ -450,6 +454,10 @@ def analyse_run(
     times = series_times(series) if len(series) else np.array([], float)
     fault = result.get("fault") or {}
     states = result.get("task_states") or {}
+    # report/scenario.py builds on this module's helpers, hence imported here.
+    from chaos_engineering.report.scenario import analyse_steps, breach_step, is_scenario, scenario_timeline
+
+    scenario = scenario_timeline(result, _fault_end(result) if fault else None) if is_scenario(result) else None
     run = RunAnalysis(
         settings=settings,
         verdict=result.get("verdict") or "aborted",
@@ -461,11 +469,19 @@ def analyse_run(
         series_start=float(times[0]) if times.size else None,
         series_end=float(times[-1]) if times.size else None,
         step_s=float(np.median(np.diff(times))) if times.size > 1 else None,
+        scenario=scenario,
     )
+    if scenario is not None and fault:
+        # The fault window spans every step: from the scenario's start to the last step's end or the run's removal.
+        run.injected_at = scenario.started_at
+        run.removed_at = scenario.end(run.removed_at)
     baseline = (result.get("preflight") or {}).get("baseline") or {}
     for name, threshold in effective_thresholds(result, thresholds).items():
         values = series[name].to_numpy(dtype=float) if name in series.columns else np.full(times.size, np.nan)
         run.metrics[name] = analyse_metric(name, threshold, times, values, baseline.get(name), run)
     run.breach = _breach_timing(result, run, times, series)
     run.stages = _stage_timings(result, run, times, series) if fault else []
+    if scenario is not None:
+        analyse_steps(scenario, run, times, series)
+        scenario.breach = breach_step(scenario, result.get("monitor") or {}, run.breach)
     return run

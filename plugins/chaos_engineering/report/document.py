@@ -133,7 +133,11 @@ def _timeline(result: Mapping[str, Any], run: RunAnalysis, approvals: list[dict[
     events += [(a["at"], "approval", f"Approval ({a['role']})", _answer(a)) for a in approvals]
     guards = {"window guard": "window_guard", "pre-flight health": "preflight"}
     events += [(c["at"], guards[c["check"]], c["check"].capitalize(), c["detail"]) for c in checks if c["check"] in guards]
-    events.append((fault.get("injected_at"), "fault_injected", "Fault injected", f"{fault.get('kind', '')} {fault.get('namespace', '')}/{fault.get('name', '')}"))
+    if run.scenario is None:
+        events.append((fault.get("injected_at"), "fault_injected", "Fault injected", f"{fault.get('kind', '')} {fault.get('namespace', '')}/{fault.get('name', '')}"))
+    else:
+        events.append((run.injected_at, "fault_injected", "Scenario started", f"{run.scenario.name}: the first step created"))
+        events += _step_events(run)
     if run.breach:
         events.append((run.breach.at, "breach", f"Breach: {run.breach.threshold}", run.breach.message))
         events.append((run.breach.removal_requested_at, "kill", "Kill: removal requested", "the kill switch deleted the Chaos Mesh object"))
@@ -153,6 +157,89 @@ def _timeline(result: Mapping[str, Any], run: RunAnalysis, approvals: list[dict[
         if moment(at) is not None
     ]
     return sorted(timeline, key=lambda e: moment(e["at"]))
+
+
+def _step_events(run: RunAnalysis) -> list[tuple[Any, str, str, str]]:
+    """Each scenario step's creation, end (by Chaos Mesh) and removal request, for the run's timeline."""
+    events = []
+    for step in run.scenario.steps:
+        obj = step.object
+        what = f"{obj['kind']} {obj['namespace']}/{obj['name']}" if obj else "its object not recorded"
+        due = f"; planned at T+{step.planned_start_s:g} s" if step.planned_start_s is not None else ""
+        events.append((step.created_at, "step_started", f"Step started: {step.name}", f"{what}{due}"))
+        events.append((step.ended_at, "step_ended", f"Step ended: {step.name}", "Chaos Mesh ended it (duration)"))
+        events.append((step.removal_requested_at, "step_removal_requested", f"Step removal requested: {step.name}", "the kill switch deleted its object"))
+    return events
+
+
+def _point(at: float | None, start: float | None) -> dict[str, Any] | None:
+    """A moment of a scenario: its time and its offset from the scenario's start."""
+    return None if at is None else {"at": iso(at), "offset_s": at - start if start is not None else None}
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return end - start if start is not None and end is not None else None
+
+
+def _scenario_step(step: Any, start: float | None) -> dict[str, Any]:
+    due = start + step.planned_start_s if start is not None and step.planned_start_s is not None else None
+    started = _point(step.created_at, start)
+    if started is not None:
+        started["delay_s"] = _span(due, step.created_at)
+    end = _point(step.end, start)
+    if step.started:
+        end = (end or {"at": None, "offset_s": None}) | {"by": step.ended_by}
+    return {
+        "step": step.name,
+        **step.plan,
+        "object": step.object,
+        "planned": {"start_s": step.planned_start_s, "end_s": step.planned_end_s, "duration_s": _span(step.planned_start_s, step.planned_end_s)},
+        "started": started,
+        "ended": _point(step.ended_at, start),
+        "removal_requested": _point(step.removal_requested_at, start),
+        "end": end,
+        "stood_s": _span(step.created_at, step.end),
+        "not_started": step.not_started,
+        "window": {"start": iso(step.window[0]), "end": iso(step.window[1])} if step.window else None,
+        "impact": {
+            name: {
+                "baseline": i.baseline,
+                "bound": i.bound,
+                "worst": i.worst,
+                "worst_at": iso(i.worst_at),
+                "change": i.change,
+                "headroom_used": i.headroom_used,
+                "samples": i.samples,
+                "samples_beyond_bound": i.beyond_bound,
+            }
+            for name, i in step.impact.items()
+        },
+    }
+
+
+def _scenario(run: RunAnalysis) -> dict[str, Any]:
+    """The scenario's steps: planned and actual times (offsets from its start), and each step's impact."""
+    scenario, start = run.scenario, run.scenario.started_at
+    breach = scenario.breach
+    return {
+        "name": scenario.name,
+        "start": iso(start),
+        "end": iso(run.removed_at) if run.injected_at is not None else None,
+        "planned_duration_s": scenario.planned_duration_s,
+        "blast_radius": scenario.blast_radius,
+        "steps": [_scenario_step(step, start) for step in scenario.steps],
+        "breach": {
+            "threshold": breach.threshold,
+            "at": iso(breach.at),
+            "step": breach.step,
+            "after_step_s": breach.after_step_s,
+            "standing": breach.standing,
+            "named_by": breach.named_by,
+            "sentence": breach.sentence,
+        }
+        if breach
+        else None,
+    }
 
 
 def _metric_entry(metric: Any) -> dict[str, Any]:
@@ -185,8 +272,13 @@ def _fault(result: Mapping[str, Any], run: RunAnalysis) -> dict[str, Any] | None
     fault = result.get("fault")
     if not fault:
         return None
+    obj = {"kind": fault.get("kind", ""), "name": fault.get("name", ""), "namespace": fault.get("namespace", ""), "uid": fault.get("uid")}
+    if run.scenario is not None:
+        # Several objects, one per step (the scenario section lists them): the scenario, in its objects' namespace.
+        namespaces = sorted({str(o.get("namespace")) for o in fault.get("objects") or [] if isinstance(o, Mapping) and o.get("namespace")})
+        obj = {"kind": fault.get("kind") or "Scenario", "name": run.scenario.name, "namespace": ", ".join(namespaces), "uid": None}
     return {
-        "object": {"kind": fault.get("kind", ""), "name": fault.get("name", ""), "namespace": fault.get("namespace", ""), "uid": fault.get("uid")},
+        "object": obj,
         "start": iso(run.injected_at),
         "end": iso(run.removed_at),
         "duration_s": run.removed_at - run.injected_at if run.removed_at is not None else None,
@@ -202,7 +294,7 @@ def _ended_detail(result: Mapping[str, Any], run: RunAnalysis) -> str | None:
     emergency stop's author or the watchdog)."""
     monitor = result.get("monitor") or {}
     if run.ended_by == "duration":
-        return "Chaos Mesh's duration elapsed"
+        return "every step's duration elapsed" if run.scenario is not None else "Chaos Mesh's duration elapsed"
     if run.ended_by == "breach" and run.breach is not None:
         return f"removed on a breach: {run.breach.message}"
     if run.ended_by in ("emergency_stop", "watchdog", "outside"):
@@ -352,6 +444,8 @@ def build_document(
         "task_states": dict(result.get("task_states") or {}),
         "disaster_recovery": _drill(result.get("drill")),
     }
+    if run.scenario is not None:
+        document["scenario"] = _scenario(run)
     return plain(document)
 
 

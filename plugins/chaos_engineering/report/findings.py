@@ -26,11 +26,13 @@ class Finding:
 
 Rule = Callable[[RunAnalysis], Iterator[Finding]]
 RULES: dict[str, Rule] = {}
+#: The rules only a scenario's steps can fire (run.scenario), kept apart so that each set's tests pin it.
+SCENARIO_RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str) -> Callable[[Rule], Rule]:
+def rule(rule_id: str, registry: dict[str, Rule] = RULES) -> Callable[[Rule], Rule]:
     def register(function: Rule) -> Rule:
-        RULES[rule_id] = function
+        registry[rule_id] = function
         function.rule_id = rule_id
         return function
 
@@ -294,7 +296,52 @@ def data_gaps(run: RunAnalysis) -> Iterator[Finding]:
         )
 
 
+@rule("breach-after-step", SCENARIO_RULES)
+def breach_after_step(run: RunAnalysis) -> Iterator[Finding]:
+    """A scenario's breach, tied to the step whose start preceded it."""
+    found = run.scenario.breach if run.scenario is not None else None
+    if found is None:
+        return
+    step = run.scenario.step(found.step)
+    others = [name for name in found.standing if name != found.step]
+    if step is None:
+        advice = f"Look at what moved {found.threshold} before the scenario's first step: its baseline may not be steady enough to run on."
+    else:
+        alone = f"Run step {step.name}'s experiment ({step.plan.get('experiment') or 'its own'}) alone"
+        combined = f" the weakness is in its combination with {', '.join(others)}" if others else " the weakness is in what the earlier steps left behind"
+        advice = f"{alone}: if {found.threshold} holds then,{combined}; if it breaks again, fix that first."
+    yield Finding(
+        rule="breach-after-step",
+        severity="critical",
+        title=f"Breach of {found.threshold} " + (f"after step {found.step}" if found.step else "before any step"),
+        detail=found.sentence,
+        recommendation=advice,
+        evidence={"step": found.step, "after_step_s": found.after_step_s, "at": found.at, "standing": found.standing, "named_by": found.named_by},
+        metric=found.threshold,
+    )
+
+
+@rule("step-not-started", SCENARIO_RULES)
+def step_not_started(run: RunAnalysis) -> Iterator[Finding]:
+    """A step never created in a scenario that did start: the hypothesis was not tested against it."""
+    if run.scenario is None or run.injected_at is None:
+        return
+    for step in run.scenario.steps:
+        if step.started:
+            continue
+        due = f" (due {step.planned_start_s:g} s after the scenario's start)" if step.planned_start_s is not None else ""
+        yield Finding(
+            rule="step-not-started",
+            severity="info",
+            title=f"Step {step.name} never started",
+            detail=f"Step {step.name}{due} was never created: {step.not_started}.",
+            recommendation="The scenario ran without the steps that never started: run it again, whole, once the cause above is resolved.",
+            evidence={"step": step.name, "planned_start_s": step.planned_start_s, "reason": step.not_started},
+        )
+
+
 def evaluate(run: RunAnalysis) -> list[Finding]:
-    """Every rule's findings, the most severe first (rules keep their order within a severity)."""
-    findings = [finding for check in RULES.values() for finding in check(run)]
+    """Every rule's findings, the most severe first (rules keep their order within a severity, a scenario's after
+    the others)."""
+    findings = [finding for check in (*RULES.values(), *SCENARIO_RULES.values()) for finding in check(run)]
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))

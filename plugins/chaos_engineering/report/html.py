@@ -54,6 +54,46 @@ def stage_class(stage: dict[str, Any]) -> str:
     return "not_run" if stage["status"] == "not_run" else "pass" if stage["met_deadline"] else "fail"
 
 
+#: What ended the window a scenario step stood (report.json `scenario.steps[].end.by`).
+STEP_ENDINGS = {"chaos_mesh": "Chaos Mesh ended it", "removal_request": "its removal was requested", "run_removal": "the run's removal", "unknown": "no end recorded"}
+
+
+def planned_window(step: dict[str, Any]) -> str:
+    planned = step["planned"]
+    if planned["start_s"] is None:
+        return "–"
+    # "to", not an arrow: the PDF spells an arrow out as two characters, after its table has measured the cell.
+    return f"{offset(planned['start_s'])} to {offset(planned['end_s'])}" if planned["end_s"] is not None else offset(planned["start_s"])
+
+
+def started_when(step: dict[str, Any]) -> str:
+    """`T+30.4 s (0.4 s late)`: when the step was created, against when it was due."""
+    point = step["started"]
+    if point is None:
+        return "not started"
+    delay = point["delay_s"]
+    late = f" ({seconds(abs(delay))} {'late' if delay > 0 else 'early'})" if delay is not None and abs(delay) >= 0.05 else ""
+    return f"{offset(point['offset_s']) or clock(point['at'])}{late}"
+
+
+def moment_of(point: dict[str, Any] | None) -> str:
+    return "–" if point is None else offset(point["offset_s"]) or clock(point["at"])
+
+
+def stood(step: dict[str, Any]) -> str:
+    if step["started"] is None:
+        return "–"
+    return f"{seconds(step['stood_s'])} ({STEP_ENDINGS[step['end']['by']]})"
+
+
+def change(value: Any) -> str:
+    return "–" if value is None else f"{value:+.4g}"
+
+
+def steps_started(scenario: dict[str, Any]) -> str:
+    return f"{sum(s['started'] is not None for s in scenario['steps'])} of {len(scenario['steps'])}"
+
+
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -82,11 +122,13 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
   <p><span class="verdict">{{ doc.verdict.label }}</span> {{ doc.verdict.reason }}</p>
   {% if deploy %}<p id="deploy">{{ deploy }}.</p>{% endif %}
   {% if doc.hypothesis %}<p><b>Hypothesis:</b> {{ doc.hypothesis }}</p>{% endif %}
+  {% if sc and sc.breach %}<p id="breach-step" class="fail">{{ sc.breach.sentence }}</p>{% endif %}
   {% if doc.fault %}<p id="fault-duration"><b>Fault duration:</b> {{ fault_duration(doc.fault) }}.</p>{% endif %}
   <div class="figures">
     <div class="figure">Impact score<b>{{ number(doc.impact_score.value, 3) }}</b><span class="muted">{{ doc.impact_score.basis }}</span></div>
     <div class="figure">System health score<b>{{ number(doc.system_health_score.value, 3) }}</b><span class="muted">{{ doc.system_health_score.basis }}</span></div>
     {% if doc.fault %}<div class="figure">Fault<b>{{ seconds(doc.fault.duration_s) }}</b><span class="muted">planned {{ seconds(doc.fault.planned_duration_s) }}; ended by {{ endings[doc.fault.ended_by] }}</span></div>{% endif %}
+    {% if sc %}<div class="figure">Steps started<b>{{ steps_started(sc) }}</b><span class="muted">planned span {{ seconds(sc.planned_duration_s) }}</span></div>{% endif %}
     {% for b in doc.breaches %}<div class="figure">Time to detect<b>{{ seconds(b.time_to_detect_s) }}</b><span class="muted">{{ b.threshold }}</span></div>
     <div class="figure">Time to remove<b>{{ seconds(b.time_to_remove_s) }}</b><span class="muted">breach to deletion</span></div>{% endfor %}
     {% set dr = doc.disaster_recovery %}{% if dr %}<div class="figure">RTO<b class="{{ 'pass' if dr.rto_s is not none and dr.rto_s <= dr.targets.rto_s else 'fail' }}">{{ seconds(dr.rto_s) }}</b><span class="muted">target {{ seconds(dr.targets.rto_s) }}</span></div>
@@ -129,6 +171,33 @@ img { max-width: 100%; height: auto; } .scroll { overflow-x: auto; } code { font
   </table>{% endif %}
 </section>
 
+{% if sc %}<section id="scenario">
+  <h2>Scenario steps</h2>
+  <p class="muted">{{ sc.steps | length }} steps of scenario {{ sc.name }}, in planned start order; times are from the scenario's start{% if sc.start %} ({{ clock(sc.start) }}){% endif %}.
+  {% if sc.blast_radius and sc.blast_radius.peak is not none %}At most {{ sc.blast_radius.peak }} pods touched at once (limit {{ sc.blast_radius.max_pods if sc.blast_radius.max_pods is not none else "none" }}).{% endif %}</p>
+  <div class="scroll"><table>
+  <tr><th>Step</th><th>Fault</th><th class="n">Planned</th><th class="n">Started</th><th class="n">Ended by Chaos Mesh</th><th class="n">Removal requested</th><th>Stood</th></tr>
+  {% for s in sc.steps %}<tr>
+    <td>{{ s.step }}{% if s.title %}<br><span class="muted">{{ s.title }}</span>{% endif %}</td>
+    <td>{{ s.kind or "" }}{% if s.actions %} ({{ s.actions | join(", ") }}){% endif %}{% if s.target_service %} on {{ s.target_service }}{% endif %}{% if s.object %}<br><span class="muted">{{ s.object.namespace }}/{{ s.object.name }}</span>{% endif %}</td>
+    <td class="n">{{ planned_window(s) }}</td>
+    {% if s.started %}<td class="n">{{ started_when(s) }}</td><td class="n">{{ moment_of(s.ended) }}</td><td class="n">{{ moment_of(s.removal_requested) }}</td><td>{{ stood(s) }}</td>
+    {% else %}<td class="not_run">not started</td><td class="not_run" colspan="3">{{ s.not_started }}</td>{% endif %}
+  </tr>{% endfor %}
+  </table></div>
+  <h3>Impact while each step stood</h3>
+  <p class="muted">The worst reading of each metric from the step's creation to its end, against the baseline the run is judged by; headroom used = (worst − baseline) / (bound − baseline).</p>
+  <div class="scroll"><table>
+  <tr><th>Step</th><th>Metric</th><th class="n">Baseline</th><th class="n">Bound</th><th class="n">Worst</th><th class="n">Change</th><th class="n">Headroom used</th><th class="n">Beyond bound</th></tr>
+  {% for s in sc.steps %}{% if not s.started %}<tr><td>{{ s.step }}</td><td class="not_run" colspan="7">not started: no impact</td></tr>
+  {% else %}{% for name, i in s.impact.items() %}<tr>
+    <td>{{ s.step }}</td><td>{{ name }}</td><td class="n">{{ number(i.baseline) }}</td><td class="n">{{ number(i.bound) }}</td>
+    <td class="n{{ ' fail' if i.samples_beyond_bound else '' }}">{{ number(i.worst) }}</td><td class="n">{{ change(i.change) }}</td><td class="n">{{ share(i.headroom_used) }}</td>
+    <td class="n">{{ i.samples_beyond_bound }} of {{ i.samples }}</td>
+  </tr>{% endfor %}{% endif %}{% endfor %}
+  </table></div>
+</section>
+{% endif %}
 <section id="metrics">
   <h2>Metrics</h2>
   {% if not doc.series.samples %}<p class="muted">{{ no_series }}</p>
@@ -179,6 +248,7 @@ _ENVIRONMENT = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefi
 _ENVIRONMENT.globals.update(
     number=number, seconds=seconds, share=share, clock=clock, offset=offset, endings=ENDING_LABELS, decisions=DECISION_LABELS,
     stages=STAGE_LABELS, fault_duration=fault_duration, stage_class=stage_class,
+    planned_window=planned_window, started_when=started_when, moment_of=moment_of, stood=stood, change=change, steps_started=steps_started,
 )
 _TEMPLATE = _ENVIRONMENT.from_string(TEMPLATE)
 
@@ -197,6 +267,7 @@ def render_html(document: dict[str, Any], plots: dict[str, Chart]) -> str:
     return _TEMPLATE.render(
         doc=document,
         exp=document.get("experiment"),
+        sc=document.get("scenario"),
         title=title_of(document),
         deploy=deploy_sentence(document),
         verdict_colour=VERDICT_COLOURS.get(document["verdict"]["value"], "#5f6368"),

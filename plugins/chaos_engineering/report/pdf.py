@@ -15,7 +15,10 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from chaos_engineering.report.document import deploy_sentence
-from chaos_engineering.report.html import DECISION_LABELS, STAGE_LABELS, VERDICT_COLOURS, clock, fault_duration, no_series, number, offset, seconds, share, title_of
+from chaos_engineering.report.html import (
+    DECISION_LABELS, STAGE_LABELS, STEP_ENDINGS, VERDICT_COLOURS, change, clock, fault_duration, moment_of, no_series, number, offset, planned_window,
+    seconds, share, started_when, steps_started, title_of,
+)
 from chaos_engineering.report.plots import Chart
 
 PAGE_IN = (8.27, 11.69)  # A4 portrait
@@ -146,8 +149,11 @@ def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
         flow.paragraph(f"Hypothesis: {doc['hypothesis']}")
     for label, key in (("Impact score", "impact_score"), ("System health score", "system_health_score")):
         flow.paragraph(f"{label}: {number(doc[key]['value'], 3)} ({doc[key]['basis']})")
-    fault = doc.get("fault")
-    if fault:
+    fault, scenario = doc.get("fault"), doc.get("scenario")
+    if fault and scenario:
+        flow.paragraph(f"Scenario {scenario['name']}: {steps_started(scenario)} steps started, from {clock(fault['start'])} to {clock(fault['end'])}.")
+        flow.paragraph(f"Duration: {fault_duration(fault)}.")
+    elif fault:
         obj = fault["object"]
         flow.paragraph(f"Fault: {obj['kind']} {obj['namespace']}/{obj['name']} from {clock(fault['start'])} to {clock(fault['end'])}.")
         flow.paragraph(f"Duration: {fault_duration(fault)}.")
@@ -159,6 +165,8 @@ def _summary(flow: PageFlow, doc: dict[str, Any]) -> None:
             f"removal confirmed after {seconds(b['time_to_removed_s'])}.",
             colour=VERDICT_COLOURS["broken"],
         )
+    if scenario and scenario["breach"]:
+        flow.paragraph(scenario["breach"]["sentence"], colour=VERDICT_COLOURS["broken"], bold=True)
     dr = doc.get("disaster_recovery")
     if dr:
         flow.heading("Disaster recovery")
@@ -194,6 +202,36 @@ def _timeline(flow: PageFlow, doc: dict[str, Any]) -> None:
     flow.heading("Timeline")
     rows = [[clock(e["at"]), offset(e["offset_s"]), e["label"], e["detail"]] for e in doc["timeline"]]
     flow.table(["when", "from injection", "event", "detail"], rows, [23, 11, 24, 48])
+
+
+def _scenario(flow: PageFlow, doc: dict[str, Any]) -> None:
+    """The scenario's steps: what each is, when it was planned, started, ended and removed, and its impact."""
+    scenario = doc.get("scenario")
+    if not scenario:
+        return
+    flow.heading("Scenario steps")
+    since = f" ({clock(scenario['start'])})" if scenario["start"] else ""
+    flow.paragraph(f"{len(scenario['steps'])} steps of scenario {scenario['name']}, in planned start order; times from the scenario's start{since}.")
+    rows = [[s["step"], s["kind"] or "", ", ".join(s["actions"]), s["target_service"] or "", (s["object"] or {}).get("name", "-")] for s in scenario["steps"]]
+    flow.table(["step", "kind", "actions", "target", "object"], rows, [16, 12, 20, 20, 34])
+    flow.line("")
+    rows = []
+    for s in scenario["steps"]:
+        if s["started"] is None:
+            rows.append([s["step"], planned_window(s), "not started", "–", "–", "–", s["not_started"] or ""])
+        else:
+            rows.append([s["step"], planned_window(s), started_when(s), moment_of(s["ended"]), moment_of(s["removal_requested"]), seconds(s["stood_s"]), STEP_ENDINGS[s["end"]["by"]]])
+    flow.table(["step", "planned", "started", "ended", "removal req.", "stood", "until"], rows, [16, 22, 21, 10, 12, 9, 24])
+    flow.line("")
+    flow.paragraph("Impact while each step stood: the worst reading from its creation to its end, against the run's baseline.")
+    rows = []
+    for s in scenario["steps"]:
+        if s["started"] is None:
+            rows.append([s["step"], "not started: no impact"])
+        for name, i in s["impact"].items():
+            rows.append([s["step"], name, number(i["baseline"]), number(i["bound"]), number(i["worst"]), change(i["change"]), share(i["headroom_used"]),
+                         f"{i['samples_beyond_bound']}/{i['samples']}"])
+    flow.table(["step", "metric", "baseline", "bound", "worst", "change", "headroom", "beyond"], rows, [16, 22, 9, 9, 9, 10, 8, 9])
 
 
 def _analysis(flow: PageFlow, doc: dict[str, Any]) -> None:
@@ -255,6 +293,7 @@ def layout_pages(document: dict[str, Any], plots: dict[str, Chart], fonts: PdfFo
     _summary(flow, document)
     _approvals(flow, document)
     _timeline(flow, document)
+    _scenario(flow, document)
     _analysis(flow, document)
     _findings(flow, document)
     _metrics(flow, document, plots)

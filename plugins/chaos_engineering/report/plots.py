@@ -1,5 +1,6 @@
 """One chart per threshold metric (the series, its baseline and bound, the fault window, the breach and each
-recovery stage), drawn once: the same pixels become the HTML page's PNG and the PDF's image."""
+recovery stage; for a scenario, each step's planned and actual window in a strip below), drawn once: the same
+pixels become the HTML page's PNG and the PDF's image."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from chaos_engineering.report.analysis import moment, series_times
 
@@ -32,6 +34,14 @@ STAGE_COLOURS = {"immediate": "#1e8e3e", "short_term": "#188038", "business": "#
 SECONDS_PER_DAY = 86400.0
 #: Breach and recovery-stage lines lie over the series and the baseline and bound lines (z-order 2).
 MARK_ZORDER = 2.1
+BAND_ZORDER = 1.6
+#: A scenario's steps: one lane each in a strip under the plot, in these colours (none of them the series' blue,
+#: the fault's amber, the breach's red or the recovery stages' greens); the plot keeps its own height.
+STEP_COLOURS = ("#8430ce", "#129eaf", "#b06000", "#d01884", "#3c4043", "#7b5e57")
+LANE_IN, STRIP_PAD_IN, STRIP_GAP_IN = 0.22, 0.08, 0.08
+#: Each step's start is drawn across the plot too, under everything else (the fault window's z-order is 1).
+STEP_LINE_ZORDER = 0.9
+STRIP_LEGEND = ("planned", "stood")
 
 
 @dataclass(frozen=True)
@@ -75,12 +85,18 @@ class MetricCharts:
     def __init__(self, document: dict[str, Any], times: np.ndarray, samples: dict[str, tuple[np.ndarray, ...]]) -> None:
         self.document = document
         self.samples = samples  # metric name -> downsample()'s (x, mean, low, high)
-        self.figure = Figure(figsize=SIZE_IN, dpi=DPI, facecolor="white")
+        self.steps = (document.get("scenario") or {}).get("steps") or []
+        strip_in = len(self.steps) * LANE_IN + STRIP_PAD_IN + STRIP_GAP_IN if self.steps else 0.0
+        self.figure = Figure(figsize=(SIZE_IN[0], SIZE_IN[1] + strip_in), dpi=DPI, facecolor="white")
         self.canvas = FigureCanvasAgg(self.figure)
         # Fixed margins (no layout engine: it costs a third of a chart's time); the right one is set from the
         # legends' measured width.
-        self.figure.subplots_adjust(left=0.07, right=0.79, top=0.9, bottom=0.17)
-        self.axes = axes = self.figure.add_subplot()
+        self.strip = None  # a scenario's lanes of steps, under the plot, on the plot's time axis
+        if self.steps:
+            self.axes = axes = self._with_strip(strip_in)
+        else:
+            self.figure.subplots_adjust(left=0.07, right=0.79, top=0.9, bottom=0.17)
+            self.axes = axes = self.figure.add_subplot()
         self.fault, self.overlay = self._marks(times)
         # The x range: the series and every mark, with matplotlib's margins; then fixed, as every chart shares it.
         axes.update_datalim(np.column_stack([_days(times[[0, -1]]), [0.0, 0.0]]), updatey=False)
@@ -91,13 +107,81 @@ class MetricCharts:
         axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz="UTC"))
         # Plain y labels: no offset text above the axis, so the title needs no placing around it (y=1).
         axes.ticklabel_format(axis="y", style="plain", useOffset=False)
-        axes.set_xlabel("UTC", fontsize=8)
+        (self.strip or axes).set_xlabel("UTC", fontsize=8)
         axes.tick_params(labelsize=8)
         axes.grid(alpha=0.3)
         self.title = axes.set_title("", loc="left", fontsize=10, y=1.0)
         self._fit_legends()
+        if self.strip is not None:
+            self._draw_steps()
         self.own: list[Artist] = []
         self.background = self._background()
+
+    def _with_strip(self, strip_in: float) -> Any:
+        """The plot (as tall as a single experiment's) over a strip of one lane per step; the time axis's labels
+        go under the strip."""
+        height = self.figure.get_figheight()
+        plot_in = SIZE_IN[1] * (0.9 - 0.17)
+        lanes_in = strip_in - STRIP_GAP_IN
+        self.figure.subplots_adjust(
+            left=0.07, right=0.79, top=1 - 0.1 * SIZE_IN[1] / height, bottom=0.17 * SIZE_IN[1] / height,
+            hspace=STRIP_GAP_IN / ((plot_in + lanes_in) / 2),
+        )
+        grid = self.figure.add_gridspec(2, 1, height_ratios=[plot_in, lanes_in])
+        axes = self.figure.add_subplot(grid[0])
+        self.strip = strip = self.figure.add_subplot(grid[1], sharex=axes)
+        axes.tick_params(labelbottom=False)
+        axes.xaxis.offsetText.set_visible(False)
+        strip.tick_params(labelsize=8)
+        strip.set_yticks([])
+        strip.set_ylim(len(self.steps) - 0.5, -0.5)  # the first step on top
+        strip.grid(axis="x", alpha=0.3)
+        return axes
+
+    def _step_windows(self) -> list[tuple[str, str, tuple[float, float] | None, tuple[float, float] | None]]:
+        """(name, colour, planned window, actual window) of each step, in date numbers; a window not known is None."""
+        scenario = self.document["scenario"]
+        start = moment(scenario["start"]) if scenario["start"] else None
+        right = self.axes.get_xlim()[1] * SECONDS_PER_DAY
+        windows = []
+        for i, step in enumerate(self.steps):
+            planned = step["planned"]
+            due = None
+            if start is not None and planned["start_s"] is not None:
+                end_s = planned["end_s"] if planned["end_s"] is not None else planned["start_s"]
+                due = (_days(start + planned["start_s"]), _days(start + end_s))
+            stood = None
+            if step["started"] is not None:
+                end = step["end"]["at"] if step["end"] else None
+                stood = (_days(moment(step["started"]["at"])), _days(moment(end) if end else right))
+            windows.append((step["step"], STEP_COLOURS[i % len(STEP_COLOURS)], due, stood))
+        return windows
+
+    def _draw_steps(self) -> None:
+        """Each step's lane: its planned window outlined, the window it stood filled, its name beside them (after
+        them, or before them when that would leave the strip); a line across the plot where it started."""
+        strip, renderer = self.strip, self.canvas.get_renderer()
+        for lane, (name, colour, due, stood) in enumerate(self._step_windows()):
+            if due is not None:
+                strip.barh(lane, max(due[1] - due[0], 0.0), left=due[0], height=0.74, fill=False, edgecolor=colour, linestyle=(0, (3, 2)), linewidth=0.9)
+            if stood is not None:
+                strip.barh(lane, max(stood[1] - stood[0], 0.0), left=stood[0], height=0.42, color=colour, linewidth=0)
+                self.axes.axvline(stood[0], color=colour, linestyle=(0, (4, 3)), linewidth=0.9, alpha=0.8, zorder=STEP_LINE_ZORDER)
+            edges = [x for window in (due, stood) if window for x in window]
+            if not edges:
+                continue
+            label = name if stood is not None else f"{name} (not started)"
+            low, high = strip.get_xlim()
+            pad = 4 * (high - low) / strip.bbox.width  # 4 pixels
+            text = strip.text(min(max(edges), high) + pad, lane, label, va="center", ha="left", fontsize=7, color=colour, clip_on=False)
+            if text.get_window_extent(renderer).x1 > strip.bbox.x1:
+                text.set(x=min(max(min(edges), low), high) - pad, ha="right")
+                if text.get_window_extent(renderer).x0 < strip.bbox.x0:  # the step spans the whole time axis: over its bars
+                    text.set(x=low + pad, ha="left", bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1})
+        for breach in self.document["breaches"]:
+            strip.axvline(_days(moment(breach["at"])), color="#d93025", linestyle=":", linewidth=1.2)
+        handles = [Patch(fill=False, edgecolor="#5f6368", linestyle=(0, (3, 2))), Patch(color="#5f6368")]
+        strip.legend(handles, STRIP_LEGEND, **LEGEND_STYLE)
 
     def _marks(self, times: np.ndarray) -> tuple[Artist | None, list[Artist]]:
         """The fault window (under the series) and the breach and recovery-stage marks (over it)."""
@@ -126,7 +210,10 @@ class MetricCharts:
         x, mean, low, high = self.samples[metric["name"]]
         entries: list[tuple[Callable[[], Artist], str]] = []
         if low is not mean:  # downsampled: each pixel column's min-max band
-            entries.append((lambda: axes.fill_between(_days(x), low, high, color="#1a73e8", alpha=0.2, linewidth=0), "min-max per pixel column"))
+            # Over the grid (z-order 1.5), as the shared background draws it: at z-order 1 a full draw would put the
+            # x grid over the band and the background under it, and the two differ where the band crosses a grid line.
+            band = {"color": "#1a73e8", "alpha": 0.2, "linewidth": 0, "zorder": BAND_ZORDER}
+            entries.append((lambda: axes.fill_between(_days(x), low, high, **band), "min-max per pixel column"))
         entries.append((lambda: axes.plot(_days(x), mean, color="#1a73e8", linewidth=1.0)[0], metric["name"]))
         unit = f" {metric['unit']}" if metric["unit"] else ""
         if metric["baseline"] is not None:
@@ -147,6 +234,7 @@ class MetricCharts:
         """Narrows the plot area so the widest legend of the run (anchored at its right edge) ends inside the figure.
         A legend is as wide as its longest label (every handle is as wide), so one legend of every label is measured."""
         labels = {_wrap(label) for metric in self.document["metrics"] if metric["name"] in self.samples for _, label in self._entries(metric)}
+        labels |= set(STRIP_LEGEND) if self.strip is not None else set()
         legend = self.axes.legend([Line2D([], [])] * len(labels), sorted(labels), **LEGEND_STYLE)
         width = legend.get_window_extent(self.canvas.get_renderer()).width + LEGEND_PAD_PX
         legend.remove()

@@ -50,6 +50,69 @@ _SCORE = _object(
     }
 )
 _PER_WINDOW = lambda item: _object({"baseline": item, "fault": item, "recovery": item})  # noqa: E731
+#: A moment of a scenario: its time and its offset (s) from the scenario's start.
+_POINT = {"at": _TIME, "offset_s": _NUMBER}
+_STEP = _object(
+    {
+        "step": {"type": "string"},
+        "experiment": _TEXT,
+        "title": _TEXT,
+        "kind": _TEXT,
+        "actions": {"type": "array", "items": {"type": "string"}},
+        "target_service": _TEXT,
+        "starts": _TEXT,
+        "digest": _TEXT,
+        "object": _object({"kind": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"}}, nullable=True),
+        "planned": _object({"start_s": _NUMBER, "end_s": _NUMBER, "duration_s": _NUMBER}),
+        "started": _object(_POINT | {"delay_s": _NUMBER}, nullable=True),
+        "ended": _object(_POINT, nullable=True),
+        "removal_requested": _object(_POINT, nullable=True),
+        "end": _object(_POINT | {"by": {"enum": ["chaos_mesh", "removal_request", "run_removal", "unknown"]}}, nullable=True),
+        "stood_s": _NUMBER,
+        "not_started": _TEXT,
+        "window": _object({"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}, nullable=True),
+        "impact": {
+            "type": "object",
+            "additionalProperties": _object(
+                {
+                    "baseline": _NUMBER,
+                    "bound": _NUMBER,
+                    "worst": _NUMBER,
+                    "worst_at": _TIME,
+                    "change": _NUMBER,
+                    "headroom_used": _NUMBER,
+                    "samples": {"type": "integer", "minimum": 0},
+                    "samples_beyond_bound": {"type": "integer", "minimum": 0},
+                }
+            ),
+        },
+    }
+)
+_SCENARIO = _object(
+    {
+        "name": {"type": "string"},
+        "start": _TIME,
+        "end": _TIME,
+        "planned_duration_s": _NUMBER,
+        "blast_radius": _object(
+            {"peak": {"type": ["integer", "null"]}, "max_pods": {"type": ["integer", "null"]}, "problems": {"type": "array", "items": {"type": "string"}}},
+            nullable=True,
+        ),
+        "steps": {"type": "array", "items": _STEP},
+        "breach": _object(
+            {
+                "threshold": {"type": "string"},
+                "at": {"type": "string", "format": "date-time"},
+                "step": _TEXT,
+                "after_step_s": _NUMBER,
+                "standing": {"type": "array", "items": {"type": "string"}},
+                "named_by": {"enum": ["monitor", "times"]},
+                "sentence": {"type": "string"},
+            },
+            nullable=True,
+        ),
+    }
+)
 
 REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -295,11 +358,13 @@ REPORT_SCHEMA: dict[str, Any] = {
                 },
                 nullable=True,
             ),
+            "scenario": _SCENARIO,
         }
     ),
 }
-# deploy came after the first reports: theirs still validate.
+# deploy came after the first reports: theirs still validate. scenario is there for scenario runs only.
 REPORT_SCHEMA["required"].remove("deploy")
+REPORT_SCHEMA["required"].remove("scenario")
 
 
 class ReportSchemaError(ValueError):
