@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 from sandbox.platform.stats import BUCKETS
 
 if TYPE_CHECKING:
+    from sandbox.platform.effects import PodRef
     from sandbox.platform.pods import SimPod
 
 _LE = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]
@@ -111,11 +112,14 @@ class KubeStateCollector(Collector):
 
 class ZoneCollector(Collector):
     """Pods ready in each zone, by service, next to the replicas the spread placed there: a lost
-    zone shows as its ready pods falling to 0 while the other zones' hold."""
+    zone shows as its ready pods falling to 0 while the other zones' hold. Beside them the pods
+    that callers have ejected from their pools: a zone cut off, or routed around at the edge."""
 
-    def __init__(self, pods: Iterable[SimPod], replicas: Mapping[tuple[str, str, str], int]) -> None:
+    def __init__(self, pods: Iterable[SimPod], replicas: Mapping[tuple[str, str, str], int],
+                 ejected: Set[PodRef]) -> None:
         self.pods = list(pods)
         self.replicas = dict(replicas)
+        self.ejected = ejected
 
     def collect(self) -> Iterator[Metric]:
         labels = ["zone", "namespace", "service"]
@@ -123,23 +127,32 @@ class ZoneCollector(Collector):
             "platform_zone_replicas", "Replicas the topology spread places in the zone, by service.", labels=labels
         )
         ready = GaugeMetricFamily("platform_zone_pods_ready", "Pods ready to serve in the zone, by service.", labels=labels)
+        ejected = GaugeMetricFamily(
+            "platform_zone_endpoints_ejected",
+            "Pods of the zone, by service, that at least one caller (the edge or a sidecar) has ejected from its pool.",
+            labels=labels,
+        )
         # Every placed (zone, service) has a series from the start, so a lost zone reads 0, not no data.
         counts = dict.fromkeys(self.replicas, 0)
+        ejections = dict.fromkeys(self.replicas, 0)
         for pod in self.pods:
             key = (pod.zone, pod.spec.namespace, pod.spec.name)
             counts[key] = counts.get(key, 0) + int(pod.ready)
+            ejections[key] = ejections.get(key, 0) + int(pod.ref in self.ejected)
         for key in sorted(counts):
             placed.add_metric(list(key), self.replicas.get(key, 0))
             ready.add_metric(list(key), counts[key])
-        yield from (placed, ready)
+            ejected.add_metric(list(key), ejections[key])
+        yield from (placed, ready, ejected)
 
 
-def kube_state_metrics(pods: Iterable[SimPod], zone_replicas: Mapping[tuple[str, str, str], int]) -> bytes:
+def kube_state_metrics(pods: Iterable[SimPod], zone_replicas: Mapping[tuple[str, str, str], int],
+                       ejected: Set[PodRef]) -> bytes:
     """kube-state-metrics' series, and the platform's zone gauges beside them (same scrape job)."""
     pods = list(pods)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KubeStateCollector(pods))
-    registry.register(ZoneCollector(pods, zone_replicas))
+    registry.register(ZoneCollector(pods, zone_replicas, ejected))
     return generate_latest(registry)
 
 

@@ -12,10 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from sandbox.platform.health import EdgeHealthCheck
 from sandbox.platform.network import BASE_ONE_WAY_S, transit
+from sandbox.platform.outliers import EDGE, EDGE_PANIC_THRESHOLD_PCT, OutlierDetection
 
 if TYPE_CHECKING:
-    from sandbox.platform.effects import PodRef
     from sandbox.platform.platform import Platform
     from sandbox.platform.pods import SimPod
 
@@ -23,20 +24,22 @@ if TYPE_CHECKING:
 MSS_BYTES = 1448
 # What an HTTP fault's abort looks like to the caller's sidecar (Envoy answers 503 on a reset).
 ABORT_CODE = 503
-# Outlier detection in the caller's sidecar (Envoy's, as Istio sets it up): an endpoint the caller
-# could not connect to this many times in a row leaves that caller's pool for EJECTION_S, then is
-# tried again. Only connections that cannot be made (a partition) count: slow or failing answers
-# keep their endpoint, so delays, loss and HTTP faults show in full.
-EJECT_AFTER_CONNECT_FAILURES = 3
-EJECTION_S = 30.0
+# A connection whose handshake does not complete (a partition, either way) is given up after this
+# long (the mesh's DestinationRule `connectionPool.tcp.connectTimeout`), and, as a refused one, tried
+# once more on another replica (Istio's default retry on `connect-failure`): the request never
+# reached the server. A caller whose own timeout is shorter times out first.
+CONNECT_TIMEOUT_S = 1.0
+# Failures a caller retries on another replica: the connection was never made.
+CONNECT_FAILURES = ("refused", "unreachable")
 
 
 @dataclass(frozen=True)
 class Reply:
     code: int
     seconds: float
-    # None, or why no proper answer came back: "refused" (dead endpoint), "unavailable"
-    # (no endpoint at all), "timeout", "reset" (an aborted request).
+    # None, or why no proper answer came back: "refused" (dead endpoint), "unreachable" (no
+    # connection within the connect timeout), "unavailable" (no endpoint at all), "timeout",
+    # "reset" (an aborted request).
     failure: str | None = None
 
     @property
@@ -64,10 +67,8 @@ class Mesh:
         self.routes = routes
         self.rng = platform.rng
         self.faults = platform.faults
-        # Per (caller, endpoint): connect failures in a row, and until when the endpoint is ejected.
-        self._connect_failures: dict[tuple[PodRef | None, PodRef], int] = {}
-        self._ejected: dict[tuple[PodRef | None, PodRef], float] = {}
-        self._ejections_end = 0.0
+        self.outliers = OutlierDetection()
+        self.health = EdgeHealthCheck(self.outliers)
 
     # -- the app's own work ---------------------------------------------------------------
 
@@ -95,8 +96,10 @@ class Mesh:
 
     def call(self, caller: SimPod | None, service: str, path: str, *, timeout: float, attempts: int = 1,
              retry_5xx: bool = False, pod: SimPod | None = None) -> Reply:
-        """Call a service through its ClusterIP: a ready endpoint per attempt, retrying where a
-        real client would (connection refused always; a 5xx only for idempotent requests)."""
+        """Call a service through its ClusterIP: an endpoint of the caller's pool per attempt,
+        retrying where a real client would (a connection refused or not made always; a 5xx only for
+        idempotent requests). Calls from outside the cluster (caller None) come through the edge, whose
+        outlier detection counts the answers of the endpoints it picked."""
         spent, tried, reply = 0.0, [], None
         for _ in range(attempts):
             target = pod or self._pick(caller, service, tried)
@@ -104,8 +107,10 @@ class Mesh:
                 return Reply(503, spent + 2 * BASE_ONE_WAY_S, "unavailable")
             tried.append(target)
             reply = self.attempt(caller, target, path, timeout)
+            if caller is None and pod is None:
+                self.outliers.answered(service, target.ref, reply.code >= 500)
             spent += reply.seconds
-            if not (reply.failure == "refused" or (retry_5xx and reply.code >= 500 and reply.failure != "timeout")):
+            if not (reply.failure in CONNECT_FAILURES or (retry_5xx and reply.code >= 500 and reply.failure != "timeout")):
                 break
         return Reply(reply.code, spent, reply.failure)
 
@@ -113,39 +118,20 @@ class Mesh:
         endpoints = self.platform.endpoints(service)
         if not endpoints:
             return None
-        if self._ejected and self._ejections_end <= self.platform.now:
-            self._ejected.clear()  # all served: back to the plain pick (and no entries for dead pods)
-        if self._ejected:
-            # A zone cut off from the caller drops out of its pool, and calls go to the zones it
-            # reaches; with every endpoint ejected the pool is used whole (Istio's minHealthPercent 0).
-            endpoints = self._healthy(caller.ref if caller is not None else None, endpoints) or endpoints
+        # A zone cut off from the caller (or, at the edge, a frontend failing its health check or
+        # failing where its peers do not) drops out of the caller's pool, and calls go to the
+        # endpoints left.
+        if caller is None:
+            endpoints = self.edge_pool(service, endpoints)
+        else:
+            endpoints = self.outliers.pool(caller.ref, endpoints, self.platform.now)
         fresh = [pod for pod in endpoints if pod not in tried] or endpoints
         return fresh[0] if len(fresh) == 1 else self.rng.choice(fresh)
 
-    def _healthy(self, caller: PodRef | None, endpoints: list[SimPod]) -> list[SimPod]:
-        now, healthy = self.platform.now, []
-        for pod in endpoints:
-            until = self._ejected.get((caller, pod.ref))
-            if until is not None and until > now:
-                continue
-            if until is not None:  # back in the pool, with a clean record
-                del self._ejected[(caller, pod.ref)]
-            healthy.append(pod)
-        return healthy
-
-    def _connected(self, caller: PodRef | None, pod: PodRef, connected: bool) -> None:
-        key = (caller, pod)
-        if connected:
-            self._connect_failures.pop(key, None)
-            return
-        if key in self._ejected:
-            return
-        failures = self._connect_failures.get(key, 0) + 1
-        if failures >= EJECT_AFTER_CONNECT_FAILURES:
-            self._connect_failures.pop(key, None)
-            self._ejected[key] = self._ejections_end = self.platform.now + EJECTION_S
-        else:
-            self._connect_failures[key] = failures
+    def edge_pool(self, service: str, endpoints: list[SimPod]) -> list[SimPod]:
+        """The endpoints the edge picks from: not ejected, and passing its health check."""
+        return self.outliers.pool(EDGE, endpoints, self.platform.now, unhealthy=self.health.failing,
+                                  panic_pct=EDGE_PANIC_THRESHOLD_PCT)
 
     def attempt(self, caller: SimPod | None, pod: SimPod, path: str, timeout: float, *,
                 assume_up: bool = False) -> Reply:
@@ -156,10 +142,14 @@ class Mesh:
         caller_ref = caller.ref if caller is not None else None
         rng, shapers = self.rng, self.platform.shapers
         there, back_link = self.faults.link(caller_ref, pod.ref), self.faults.link(pod.ref, caller_ref)
-        if there is not None or back_link is not None or self._connect_failures:
-            # A TCP handshake needs both directions: across a partition either way it never completes.
-            cut = (there is not None and there.partition) or (back_link is not None and back_link.partition)
-            self._connected(caller_ref, pod.ref, not cut)
+        # A TCP handshake needs both directions: across a partition either way it never completes.
+        cut = (there is not None and there.partition) or (back_link is not None and back_link.partition)
+        if there is not None or back_link is not None or self.outliers.counting_connects:
+            self.outliers.connected(caller_ref, pod.ref, not cut, self.platform.now)
+        if cut:
+            if timeout <= CONNECT_TIMEOUT_S:
+                return Reply(504, timeout, "timeout")
+            return Reply(503, CONNECT_TIMEOUT_S, "unreachable")
         out = transit(there, route.request_bytes, _segments(route.request_bytes), rng, shapers)
         if out is None or out >= timeout:
             return Reply(504, timeout, "timeout")

@@ -25,6 +25,7 @@ from sandbox.platform.effects import (
     PodRef,
 )
 from sandbox.platform.faults import FaultBook
+from sandbox.platform.health import CHECKED
 from sandbox.platform.lifecycle import DATABASE, PodLifecycle
 from sandbox.platform.load import LoadGenerator, SteadyShare
 from sandbox.platform.mesh import Mesh
@@ -217,7 +218,15 @@ class Platform(PodLifecycle):
 
     def render_kube_state_metrics(self) -> bytes:
         with self._lock:
-            return exposition.kube_state_metrics(self._pods.values(), self.zone_replicas)
+            return exposition.kube_state_metrics(self._pods.values(), self.zone_replicas, self.ejected_endpoints())
+
+    def ejected_endpoints(self) -> set[PodRef]:
+        """Pods out of some caller's pool now: ejected by a running pod's sidecar, or out of the
+        edge's pool (ejected, or failing its health check, unless the edge uses them all)."""
+        with self._lock:
+            edge = {pod.ref for service in CHECKED for pod in self.endpoints(service)
+                    if pod not in self.mesh.edge_pool(service, self.endpoints(service))}
+            return self.mesh.outliers.ejected(self.now, self._pods) | edge
 
     def scrape_targets(self, address: str) -> list[dict]:
         with self._lock:
@@ -244,6 +253,11 @@ class Platform(PodLifecycle):
                     fault_id: {"type": type(effect).__name__, **dataclasses.asdict(effect)}
                     for fault_id, effect in self.faults.effects.items()
                 },
+                "ejections": [
+                    {"caller": caller.name if caller is not None else "edge", "pod": pod.name, "until": until}
+                    for caller, pod, until in self.mesh.outliers.ejections(self.now)
+                ],
+                "edge_health_check_failing": sorted(ref.name for ref in self.mesh.health.failing),
                 "replication": {
                     "committed": len(self.replication.timeline),
                     "lost": [dataclasses.asdict(canary) for canary in self.replication.lost],
@@ -318,6 +332,8 @@ class Platform(PodLifecycle):
         self._update_resources(dt)
         self._replicate()
         self._serve_load(dt)
+        self.mesh.outliers.tick(self.now, self.endpoints)
+        self.mesh.health.tick(self.now, self.endpoints, self._pods.get(PodRef("booking", self.primary)))
         self.shapers.tick(dt)
         for pod in self._pods.values():
             busy = pod.cpu_seconds / (dt * pod.spec.cpu_limit_cores) + (IDLE_CPU if pod.serving else 0.0)

@@ -52,7 +52,7 @@ def upstream_failure(reply: Reply) -> int:
     """The code a proxy answers when its upstream did not answer well."""
     if reply.failure == "timeout":
         return 504
-    if reply.failure == "unavailable":
+    if reply.failure in ("unavailable", "unreachable"):
         return 503
     if reply.failure in ("refused", "reset"):
         return 502
@@ -72,7 +72,7 @@ def page_view(mesh: Mesh, pod: SimPod) -> tuple[int, float]:
 @route("web-frontend", "/bookings", "POST", 2_000, 3_000)
 def submit_booking(mesh: Mesh, pod: SimPod) -> tuple[int, float]:
     seconds = mesh.work(pod, 0.005)
-    # A booking is not idempotent: only a refused connection is retried on another replica.
+    # A booking is not idempotent: only a connection refused or not made is retried on another replica.
     booking = mesh.call(pod, "booking-api", "/bookings", timeout=5.0, attempts=2)
     seconds += booking.seconds + mesh.work(pod, 0.001)
     return (200 if booking.ok else upstream_failure(booking)), seconds

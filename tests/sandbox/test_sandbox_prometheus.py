@@ -84,6 +84,13 @@ def test_kube_state_metrics_report_every_pod_ready(sandbox, prometheus):
     assert prometheus.value('sum(kube_pod_container_status_restarts_total{namespace="payments"})') == 0
 
 
+def test_the_zone_gauges_are_scraped_with_a_series_for_every_placed_zone_and_service(prometheus):
+    placed = {(s["metric"]["zone"], s["metric"]["service"]) for s in prometheus.query("platform_zone_replicas")}
+    assert len(placed) == 23
+    for gauge in ("platform_zone_pods_ready", "platform_zone_endpoints_ejected"):
+        assert {(s["metric"]["zone"], s["metric"]["service"]) for s in prometheus.query(gauge)} == placed, gauge
+
+
 def test_pushed_metrics_are_scraped_with_their_own_labels(sandbox, prometheus):
     job = f"sandbox-test-{uuid.uuid4().hex[:8]}"
     registry = CollectorRegistry()
