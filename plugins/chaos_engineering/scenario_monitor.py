@@ -105,8 +105,9 @@ class ScenarioMonitorTrigger(FaultMonitorTrigger):
     - otherwise the steps due (`steps_due`) are created, only from a fresh view of the cluster
       with the halt flag read as not set; a create refused is tried again at the next check, a
       409 is the object already there (a second copy of this trigger created it);
-    - every standing object's heartbeat is renewed beside the checks (one Lease per object: the
-      watchdog, the stop and maintenance treat each as they treat a single fault);
+    - the heartbeat of every object of the run on the cluster (ended ones too, until the watch
+      ends) is renewed beside the checks (one Lease per object: the watchdog, the stop and
+      maintenance treat each as they treat a single fault);
     - `completed` once every step has ended by itself (or can never start).
 
     Idempotent as the single-fault trigger is: creates of fixed names, deletes, Lease renewals.
@@ -165,7 +166,10 @@ class ScenarioMonitorTrigger(FaultMonitorTrigger):
         try:
             while True:
                 started = time.monotonic()
-                standing = [n for n, s in states.items() if s.state in WATCHED_STATES or s.state == "deleting"]
+                # Every object of the run still on the cluster keeps its heartbeat, ended ones too: the
+                # watchdog cannot tell a one-shot kill ended (it stays `Run`), and would otherwise
+                # remove it, which this monitor would take for the run being stopped.
+                standing = [n for n, s in states.items() if s.state in (*WATCHED_STATES, "deleting", "ended")]
                 if standing and (renewal is None or renewal.done()):
                     renewal = asyncio.create_task(self._renew_all(cluster, [by_name[n] for n in standing], holder))
                 if look is None:

@@ -17,6 +17,7 @@ from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_RUN_KEY, MANAGED_BY
 from chaos_engineering.scenario_monitor import ScenarioMonitorTrigger
 from chaos_engineering.triggers import MIN_EVENT_DELAY_S, created_at
+from chaos_engineering.watchdog import sweep
 from sandbox.steady import wait_steady
 from tests.integration.test_triggers import NAMESPACE, POLICY, THRESHOLDS, baseline, first_event
 
@@ -212,3 +213,24 @@ def test_a_breach_at_the_first_check_records_and_removes_what_inject_created(sce
     assert event["breach_after_step"] == "a"
     assert event["steps"]["a"]["removal_requested_at"] is not None
     assert event["steps"]["b"]["created_at"] is None
+
+
+def test_a_one_shot_step_that_ended_keeps_its_heartbeat_while_the_scenario_goes_on(scenario):
+    """A pod kill stays `Run` for Chaos Mesh after its kill: the watchdog cannot tell it ended, so
+    the monitor keeps its heartbeat; otherwise the watchdog would remove it and the monitor take
+    that for the run being stopped."""
+    worker = {"namespaces": ["booking"], "labelSelectors": {"app": "booking-worker"}}
+    scenario.step("kill", "PodChaos", {"action": "pod-kill", "mode": "one", "selector": worker}, 0, 3)
+    scenario.step("slow", "NetworkChaos", delay(), 0, 16)
+    scenario.create("kill")
+    scenario.create("slow")
+    swept = []
+
+    async def sweep_later() -> None:
+        await asyncio.sleep(12)  # the kill's 3 s are long over, its last beat would be 9 s old
+        swept.append(await asyncio.to_thread(sweep, ChaosMeshHook(), 5.0))
+
+    event = first_event(scenario.monitor(30), 90, sweep_later)
+    assert swept[0].removed == [] and swept[0].checked >= 2, swept[0]
+    assert event["status"] == "completed", event
+    assert event["steps"]["kill"]["ended_at"] is not None
