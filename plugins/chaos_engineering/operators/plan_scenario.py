@@ -11,11 +11,11 @@ from kubernetes.client.exceptions import ApiException
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
-from chaos_engineering.catalogue import load_scenarios
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.operators.common import catalogue_or_fail, fail_if_halted, is_dry_run, run_identity, write_run_note
 from chaos_engineering.operators.guard import injection_outlook
 from chaos_engineering.operators.plan import refusal_at_plan, run_note, window_record
+from chaos_engineering.operators.scenario_run import scenario_of_run
 from chaos_engineering.policy import SafetyPolicy, Tier
 from chaos_engineering.reach import selected_namespaces
 from chaos_engineering.render import render_scenario_objects
@@ -23,7 +23,7 @@ from chaos_engineering.rules import fault_actions
 from chaos_engineering.scenario import Scenario, format_offset
 from chaos_engineering.scenario_rules import sides
 from chaos_engineering.targets import ScenarioTargetCheck, verify_scenario_targets
-from chaos_engineering.verification import object_digest, run_id_problem, scenario_thresholds
+from chaos_engineering.verification import VerificationFailed, object_digest, run_id_problem, scenario_thresholds
 
 
 def _now() -> dt.datetime:
@@ -64,11 +64,10 @@ class PlanScenarioOperator(BaseOperator):
         fail_if_halted(self.hook, policy.chaos_namespace)
         if problem := run_id_problem(context["dag_run"].run_id):
             raise AirflowFailException(problem)
-        book = load_scenarios(catalogue)
-        scenario = book.scenarios.get(self.scenario)
-        if scenario is None:
-            issues = [str(i) for i in book.issues if f"'{self.scenario}'" in i.message or i.file.endswith(f"/{self.scenario}.yaml")]
-            raise AirflowFailException(f"no valid scenario {self.scenario!r} in include/scenarios" + "".join(f"\n  {i}" for i in issues))
+        try:
+            scenario = scenario_of_run(catalogue, self.scenario)
+        except VerificationFailed as exc:
+            raise AirflowFailException("\n  ".join(exc.problems)) from None
         dag_id, run_id = run_identity(context)
         manifests = render_scenario_objects(scenario, policy, dag_id=dag_id, run_id=run_id)
         for name, manifest in manifests.items():
