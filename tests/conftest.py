@@ -35,8 +35,11 @@ def shared_dir() -> Path:
 
 E2E_SCOPE = "tests/e2e/"
 #: End-to-end modules that start an Airflow of their own (another executor, the demo's, the
-#: harness checks, the pipelines'): each may run on either worker, beside the shared one.
-OWN_AIRFLOW = frozenset(f"{E2E_SCOPE}{name}.py" for name in ("test_celery_path", "test_demo", "test_harness_smoke", "test_pipelines"))
+#: harness checks, the pipelines', the scenarios' long runs): each may run on either worker,
+#: beside the shared one.
+OWN_AIRFLOW = frozenset(
+    f"{E2E_SCOPE}{name}.py" for name in ("test_celery_path", "test_demo", "test_harness_smoke", "test_pipelines", "test_scenario_runs")
+)
 
 
 @pytest.hookimpl(optionalhook=True)  # only with pytest-xdist

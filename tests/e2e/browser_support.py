@@ -88,6 +88,18 @@ class AirflowUI:
     def close(self) -> None:
         self.context.close()
 
+    def describe(self) -> str:
+        """Where this user's page is and what it shows (each frame's text, shortened): what a
+        failed step saw, for the log of a run whose screenshots are gone."""
+        lines = [f"{self.username}'s page: {self.page.url}"]
+        for frame in self.page.frames:
+            try:
+                text = " ".join(frame.locator("body").inner_text(timeout=2_000).split())
+            except Exception as exc:  # a frame that is gone or still loading says so
+                text = f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            lines.append(f"  frame {frame.url}: {text[:1500]}")
+        return "\n".join(lines)
+
     def goto(self, path: str) -> Page:
         self.page.goto(self.base_url + path)
         return self.page

@@ -30,6 +30,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """Each phase's report on the test's item (`rep_setup`, `rep_call`...), for fixtures that act on failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 def needs_steady_platform(request: pytest.FixtureRequest) -> bool:
     """Whether the test's setup must wait for a platform pre-flight would pass (`no_preflight`)."""
     return request.node.get_closest_marker("no_preflight") is None

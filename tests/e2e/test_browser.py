@@ -89,6 +89,17 @@ def journey(clean_module: None) -> Journey:
     return Journey()
 
 
+@pytest.fixture(autouse=True)
+def show_the_pages_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a failed test, what each user's browser showed (the screenshots stay on the machine)."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for name in ("sre", "viewer"):
+            if name in request.fixturenames:
+                print(f"\n{request.getfixturevalue(name).describe()}")
+
+
 def ui_of(chaos: Chaos, browser: Browser, username: str) -> AirflowUI:
     return AirflowUI(browser, chaos.stack.base_url, chaos.stack.client(username), chaos.stack.passwords[username])
 
@@ -293,7 +304,8 @@ def open_chaos_page_from_the_nav(ui: AirflowUI, run_id: str) -> tuple[Page, Fram
     """The Chaos page as the nav entry "Chaos" shows it, inside the Airflow UI (an iframe)."""
     page = ui.goto("/")
     page.get_by_role("link", name="Chaos", exact=True).click()
-    page.wait_for_url(lambda url: url.endswith("/plugin/chaos"))
+    # The nav entry's address, not the load of everything on it (the row below waits for that).
+    page.wait_for_url(lambda url: url.endswith("/plugin/chaos"), wait_until="commit")
     frame = page.frame_locator("iframe")
     expect(frame.locator(f'#active-faults tr[data-run-id="{run_id}"]')).to_be_visible()
     return page, frame

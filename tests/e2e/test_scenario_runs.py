@@ -3,16 +3,28 @@ cluster sampled while each runs (what stood at once, what is left)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from chaos_engineering.verification import digests_in
 
 from tests.e2e import test_tier_runs
-from tests.e2e.test_tier_runs import ALL_DAY, Chaos, FaultWatch
+from tests.e2e.test_tier_runs import ALL_DAY, Chaos, FaultWatch, chaos_on_airflow
+from tests.integration.receivers import S3Server
 
 pytestmark = pytest.mark.e2e
 # Each test starts on a steady platform with nothing of ours on the cluster, and must leave nothing.
 clean_cluster = test_tier_runs.clean_cluster
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory, sandbox, connections, s3_reports: S3Server) -> Iterator[Chaos]:
+    """An Airflow of this module's own (tests/conftest.py `OWN_AIRFLOW`): its runs span minutes
+    of the sandbox's clock (the zone outage alone 2 min 30 s), which the other worker can spend
+    beside the shared Airflow's modules. Stopped at the module's end."""
+    with chaos_on_airflow(tmp_path_factory, sandbox, connections, s3=s3_reports) as chaos:
+        yield chaos
 
 
 def approve_when_asked(chaos: Chaos, dag_id: str, run_id: str, task_id: str, client) -> dict:

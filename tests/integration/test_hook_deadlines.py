@@ -35,7 +35,8 @@ ERROR_BODY = json.dumps(
 class MisbehavingServer:
     """Reads each request whole, counts it, then: `trickle` sends the status line and headers (a
     long body announced) and then one body byte per 0.5 s forever; `trickle-headers` sends even
-    the status line one byte per 0.5 s; `silent` never answers; `error` answers 500."""
+    the status line one byte per 0.5 s; `silent` never answers; `error` answers 500; `missing`
+    answers 404 (an endpoint the server does not have)."""
 
     def __init__(self, mode: str) -> None:
         self.mode, self.requests, self.stopping = mode, [], threading.Event()
@@ -60,6 +61,9 @@ class MisbehavingServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def answer(self, sock: socket.socket) -> None:
+        if self.mode == "missing":
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found")
+            return
         if self.mode == "error":
             head = f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {len(ERROR_BODY)}\r\n\r\n"
             sock.sendall(head.encode() + ERROR_BODY)
@@ -134,27 +138,43 @@ def range_query(hook: PrometheusHook) -> None:
     hook.query_range("vector(1)", end - dt.timedelta(minutes=5), end, 15)
 
 
+def started_at(hook: PrometheusHook) -> None:
+    hook.started_at()
+
+
+# The read, what its errors call it, its path, and the query they name (the runtime information has none).
 PROMETHEUS_READS = pytest.mark.parametrize(
-    ("read", "what", "path"), [(instant, "query", "query"), (range_query, "range query", "query_range")], ids=["instant", "range"]
+    ("read", "what", "path", "query"),
+    [(instant, "query", "query", "vector(1)"), (range_query, "range query", "query_range", "vector(1)"),
+     (started_at, "runtime information", "status/runtimeinfo", None)],
+    ids=["instant", "range", "runtime-information"],
 )
 
 
 @PROMETHEUS_READS
-def test_prometheus_query_has_a_total_deadline(hanging, monkeypatch, read, what, path):
+def test_prometheus_query_has_a_total_deadline(hanging, monkeypatch, read, what, path, query):
     error, took = timed(read, prometheus_on(hanging, monkeypatch))
     assert isinstance(error, PrometheusQueryError)
-    assert str(error) == f"{what} 'vector(1)' at {hanging.url}/api/v1/{path}: no complete answer within the 2 s deadline"
+    named = f" {query!r}" if query else ""
+    assert str(error) == f"{what}{named} at {hanging.url}/api/v1/{path}: no complete answer within the 2 s deadline"
     assert DEADLINE_S - 0.1 <= took <= DEADLINE_S + SLACK_S
     assert len(hanging.requests) == 1  # never retried
 
 
 @PROMETHEUS_READS
-def test_prometheus_error_answer_is_a_failed_read(failing, monkeypatch, read, what, path):
+def test_prometheus_error_answer_is_a_failed_read(failing, monkeypatch, read, what, path, query):
     error, took = timed(read, prometheus_on(failing, monkeypatch))
     assert isinstance(error, PrometheusQueryError)
-    assert str(error) == f"{what} failed at {failing.url}/api/v1/{path}: HTTP 500: storage unavailable: vector(1)"
+    named = f": {query}" if query else ""
+    assert str(error) == f"{what} failed at {failing.url}/api/v1/{path}: HTTP 500: storage unavailable{named}"
     assert took <= SLACK_S
     assert len(failing.requests) == 1
+
+
+def test_a_store_without_runtime_information_does_not_say_when_it_started(monkeypatch):
+    with MisbehavingServer("missing") as server:
+        assert prometheus_on(server, monkeypatch).started_at() is None
+        assert len(server.requests) == 1
 
 
 def test_prometheus_deadline_comes_from_the_connection_then_the_default(monkeypatch):

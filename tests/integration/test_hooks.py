@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -52,6 +53,14 @@ def test_range_query(prometheus):
     end = dt.datetime.now(dt.timezone.utc)
     samples = prometheus.query_range("vector(2)", end - dt.timedelta(seconds=30), end, 2.5)
     assert len(samples) >= 12 and {v for _, v in samples} == {2.0}
+
+
+def test_prometheus_says_when_it_started(prometheus, sandbox):
+    started = prometheus.started_at()
+    # The sandbox's Prometheus: started by this session's sandbox, which recorded its own start
+    # once all its parts were up (within their start timeout), or restarted by a test since. A
+    # misread zone or unit would be hours off.
+    assert sandbox.started_at - 120 <= started <= time.time()
 
 
 def test_series_lists_labels(prometheus):

@@ -57,8 +57,10 @@ def gap(start: float, stop: float, value: float) -> Series:
 class FakePrometheus:
     """Range queries from per-query functions; instant series by what they ask for."""
 
-    def __init__(self, values: dict[str, Series] | None = None, *, peaks=(), current=(), starts=(), alerts=(), fail: str = "") -> None:
+    def __init__(self, values: dict[str, Series] | None = None, *, peaks=(), current=(), starts=(), alerts=(), fail: str = "",
+                 started: float | None = START - 3600) -> None:
         self.values = {THRESHOLDS[n]["query"]: f for n, f in (STEADY_SERIES | (values or {})).items()}
+        self.started = started
         self.instant = {"max_over_time": list(peaks), "start": list(starts), "active": list(current), "ALERTS": list(alerts)}
         self.fail = fail
         self.asked: list[str] = []
@@ -69,6 +71,12 @@ class FakePrometheus:
         assert (start.timestamp(), end.timestamp(), step) == (START, END.timestamp(), 2.0)
         points = [(START + k * step, self.values[promql](k * step)) for k in range(61)]
         return [(t, v) for t, v in points if v is not None]
+
+    def started_at(self) -> float | None:
+        """When Prometheus started (its runtime information); `fail="runtimeinfo"` makes it unreachable."""
+        if self.fail == "runtimeinfo":
+            raise PrometheusQueryError("runtime information failed at http://prometheus:9090/api/v1/status/runtimeinfo: ConnectionError: refused")
+        return self.started
 
     def series(self, promql: str) -> list[dict]:
         self.asked.append(promql)
@@ -142,6 +150,19 @@ STEADY_CASES = [
         "error_rate: no data in the last 60 s of the window: it stopped reporting (pre-flight needs a sample at most 4 s before the window's end)",
     ]),
     ("no-data", FakePrometheus({"error_rate": lambda t: None}), ["error_rate: no data over the last 120 s"]),
+    # The window (120 s) and the look-back of the relative thresholds' queries (30 s): Prometheus
+    # must have run through all of it, or a rate reads the gap of its restart as a drop.
+    ("prometheus-started-within-the-window-and-look-back", FakePrometheus(started=END.timestamp() - 149), [
+        "Prometheus started 149 s ago: its data has a gap before that, which a rate reads as a drop once the gap reaches the "
+        "start of its range (the kill switch would take it for a breach); pre-flight needs 150 s of data (the window and the "
+        "look-back of the relative thresholds' queries): run again in 1 s",
+    ]),
+    ("prometheus-started-just-before-the-look-back", FakePrometheus(started=END.timestamp() - 150), []),
+    ("prometheus-does-not-say-when-it-started", FakePrometheus(started=None), []),
+    ("prometheus-runtime-information-unreadable", FakePrometheus(fail="runtimeinfo"), [
+        "runtime information failed at http://prometheus:9090/api/v1/status/runtimeinfo: ConnectionError: refused: pre-flight "
+        "cannot tell whether Prometheus has the whole window's data",
+    ]),
     ("unreadable", FakePrometheus(fail="bookings_total"), ["booking_rate: range query failed: ConnectionError: refused"]),
 ]
 

@@ -107,11 +107,18 @@ def chaos_object(name: str = "cache-latency-abc", *, deleting_s_ago: float | Non
 
 
 class TaskInstance:
-    def __init__(self) -> None:
+    def __init__(self, injected: object = None) -> None:
         self.pushed: dict[str, object] = {}
+        self.injected = injected  # what inject returned (its XCom), or an exception reading it raises
 
     def xcom_push(self, key: str, value: object) -> None:
         self.pushed[key] = value
+
+    def xcom_pull(self, task_ids: str) -> object:
+        assert task_ids == "inject"
+        if isinstance(self.injected, Exception):
+            raise self.injected
+        return self.injected
 
 
 @pytest.fixture
@@ -132,10 +139,10 @@ def sent(monkeypatch) -> dict[str, list]:
     return sent
 
 
-def remove(hook: FakeHook, **options) -> tuple[RemoveFaultOperator, dict]:
+def remove(hook: FakeHook, injected: object = None, **options) -> tuple[RemoveFaultOperator, dict]:
     operator = RemoveFaultOperator(task_id="remove_fault", plan=PLAN, **options)
     operator.hook = hook
-    context = {"dag_run": SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID), "ti": TaskInstance()}
+    context = {"dag_run": SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID), "ti": TaskInstance(injected)}
     return operator, context
 
 
@@ -278,3 +285,13 @@ def test_nothing_of_the_run_left_is_a_quick_success(clock, sent):
     operator, context = remove(hook)
     assert operator.execute(context)["removed"] == []
     assert clock.sleeps == [] and [e for e, _ in sent["pushed"]] == ["removal_ok"]
+
+
+@pytest.mark.parametrize("injected", [{"name": "cache-latency-abc", "injected_at": 1.0}, RuntimeError("XCom backend down")],
+                         ids=["inject-recorded-a-fault", "inject-record-unreadable"])
+def test_a_fault_someone_else_removed_first_is_recorded_as_removed(clock, sent, injected):
+    """A stop, the watchdog or a person deleted it before the teardown looked: the run's record
+    must still say the fault is gone, or every pre-flight refuses until the record is dated out."""
+    operator, context = remove(FakeHook(), injected)
+    assert operator.execute(context)["removed"] == []
+    assert [e for e, _ in sent["pushed"]] == ["removed", "removal_ok"]

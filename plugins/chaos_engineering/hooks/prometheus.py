@@ -65,12 +65,18 @@ class PrometheusHook(BaseHook):
         return timeout
 
     @cached_property
+    def session(self) -> requests.Session:
+        """The HTTP session of every request (the client's too): an error answer raises."""
+        session = requests.Session()
+        session.verify = bool(self._connection.extra_dejson.get("verify", True))
+        session.hooks["response"].append(_raise_error_answer)
+        return session
+
+    @cached_property
     def client(self) -> PrometheusConnect:
         conn = self._connection
         extra = conn.extra_dejson
-        session = requests.Session()
-        session.verify = bool(extra.get("verify", True))
-        session.hooks["response"].append(_raise_error_answer)
+        session = self.session
         client = PrometheusConnect(
             url=self.base_url,
             headers=extra.get("headers"),
@@ -86,8 +92,9 @@ class PrometheusHook(BaseHook):
 
     def _call(self, what: str, path: str, promql: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`request(*args, **kwargs)` (one call of `self.client`) under the total deadline;
-        PrometheusQueryError naming the query, the URL (no credentials) and the deadline on any failure."""
+        PrometheusQueryError naming the query (if any), the URL (no credentials) and the deadline on any failure."""
         shown = f"{without_credentials(self.base_url)}/api/v1/{path}"
+        asked = f": {promql}" if promql else ""
         with Deadline(self.timeout) as deadline:
             try:
                 return request(*args, **kwargs)
@@ -98,11 +105,13 @@ class PrometheusHook(BaseHook):
                 except (ValueError, AttributeError):  # not Prometheus' JSON
                     detail = None
                 detail = detail or " ".join(response.text.split())[:200] or "empty body"
-                raise PrometheusQueryError(f"{what} failed at {shown}: HTTP {response.status_code}: {detail}: {promql}") from exc
+                raise PrometheusQueryError(f"{what} failed at {shown}: HTTP {response.status_code}: {detail}{asked}") from exc
             except (OSError, PrometheusApiClientException, KeyError, TypeError) as exc:  # requests' errors are OSErrors
                 if deadline.expired or deadline.passed:  # cut short, or urllib3's own timeout at the deadline
-                    raise PrometheusQueryError(f"{what} {promql!r} at {shown}: no complete answer within the {self.timeout:g} s deadline") from exc
-                raise PrometheusQueryError(f"{what} failed at {shown}: {type(exc).__name__}: {exc}: {promql}") from exc
+                    raise PrometheusQueryError(
+                        f"{what}{f' {promql!r}' if promql else ''} at {shown}: no complete answer within the {self.timeout:g} s deadline"
+                    ) from exc
+                raise PrometheusQueryError(f"{what} failed at {shown}: {type(exc).__name__}: {exc}{asked}") from exc
 
     def query(self, promql: str, at: datetime | None = None) -> float | None:
         """The single value of an instant query; None when it returns no series (no data).
@@ -131,6 +140,30 @@ class PrometheusHook(BaseHook):
             return [{"labels": r.get("metric", {}), "value": float(r["value"][1])} for r in result or []]
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
             raise PrometheusQueryError(f"query did not return a vector ({type(exc).__name__}: {exc}): {promql}") from exc
+
+    def started_at(self) -> float | None:
+        """When this Prometheus process started (unix time), from its runtime information; None
+        where the server does not say (a Prometheus-compatible store without that endpoint).
+        Raises PrometheusQueryError when it cannot be reached."""
+        path = "status/runtimeinfo"
+        client = self.client
+
+        def get() -> requests.Response | None:
+            try:
+                return self.session.get(f"{client.url}/api/v1/{path}", headers=client.headers, auth=client.auth, timeout=self.timeout)
+            except requests.HTTPError as exc:
+                if exc.response is not None and exc.response.status_code == 404:
+                    return None  # not a Prometheus that tells
+                raise
+
+        answer = self._call("runtime information", path, "", get)
+        if answer is None:
+            return None
+        try:
+            started = answer.json()["data"]["startTime"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() if isinstance(started, str) else None
 
     def test_connection(self) -> tuple[bool, str]:
         try:

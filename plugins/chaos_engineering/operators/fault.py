@@ -292,11 +292,24 @@ class RemoveFaultOperator(BaseOperator):
             time.sleep(min(wait if wait is not None else self.poll_interval_s, deadline - now))
         removed_at = time.time()
         self.log.info("removed %d object(s) of this run%s", len(removal.seen), " after failed attempts" if alerted else "")
-        if removal.seen:
+        if removal.seen or self._injected(context):
+            # Gone, whoever removed it (a stop, the watchdog, a person first): pre-flight reads
+            # this record, and a fault recorded as injected blocks every run until it is dated out.
             metrics.push("removed", plan=self.plan)
         # Clears chaos_fault_removal_failing, set by this try or by an earlier one that gave up.
         metrics.push("removal_ok", plan=self.plan, extra={"removed": list(removal.seen.values())})
         return {"removed": [ref["name"] for ref in removal.seen.values()], "removed_at": removed_at}
+
+    def _injected(self, context: Any) -> bool:
+        """Whether this run's inject recorded a fault (its XCom); unreadable counts as yes."""
+        ti = context.get("ti")
+        if ti is None:
+            return False
+        try:
+            return bool(ti.xcom_pull(task_ids="inject"))
+        except Exception as exc:
+            self.log.warning("cannot read whether inject recorded a fault (%s): recording the run's fault as removed", exc)
+            return True
 
     def _give_up(self, context: Any, removal: Removal, timeout_s: float) -> None:
         record = removal.record(timeout_s, gave_up=True)

@@ -115,6 +115,31 @@ def quiet_period_s(thresholds: Mapping[str, Threshold], window_s: float) -> floa
     return window_s + lookback_s([t.query for t in thresholds.values() if needs_baseline(t)])
 
 
+def prometheus_restart_problem(prometheus: PrometheusHook, seconds: float, end: dt.datetime) -> str | None:
+    """Why the data of the last `seconds` (`quiet_period_s`: the window and the look-back of the
+    relative thresholds' queries) before `end` is not whole: Prometheus started within them, so
+    nothing was scraped just before. A rate reads such a gap as a drop once the gap reaches the
+    start of its range, up to a range's length after the restart: a relative rule's kill switch
+    started then would take that for a breach, and a baseline over it is low. A Prometheus that
+    does not say when it started (a compatible store without the endpoint) is logged and relied on;
+    one that cannot be reached is a refusal."""
+    try:
+        started = prometheus.started_at()
+    except PrometheusQueryError as exc:
+        return f"{exc}: pre-flight cannot tell whether Prometheus has the whole window's data"
+    if started is None:
+        log.warning("Prometheus does not say when it started: pre-flight cannot tell a gap of a restart in the window's data")
+        return None
+    age = end.timestamp() - started
+    if age >= seconds:
+        return None
+    return (
+        f"Prometheus started {age:.0f} s ago: its data has a gap before that, which a rate reads as a drop once "
+        f"the gap reaches the start of its range (the kill switch would take it for a breach); pre-flight needs "
+        f"{seconds:.0f} s of data (the window and the look-back of the relative thresholds' queries): run again in {seconds - age:.0f} s"
+    )
+
+
 def our_faults_in_window(prometheus: PrometheusHook, seconds: float, end: dt.datetime, *, lifetime_s: float) -> list[str]:
     """Why the last `seconds` before `end` may hold a fault of ours (`recorded_faults`); an
     unreadable record is a refusal."""
@@ -215,7 +240,8 @@ def steady_state(
     steady. Refused: a threshold not readable through the whole window (`coverage_problem`); a
     sample outside preflight.steady_limits or beyond its threshold's bound; a relative rule whose
     baseline cannot be judged (`safety.baseline_problem`); a fault of ours active in the window or
-    in the look-back of its queries (`our_faults_in_window`).
+    in the look-back of its queries (`our_faults_in_window`); a Prometheus started within them
+    (`prometheus_restart_problem`).
 
     `steady_limits` and `lifetime_s` (`fault_lifetime_s`) default to the policy in force (never to
     no limits at all)."""
@@ -226,7 +252,10 @@ def steady_state(
     start = end - dt.timedelta(seconds=window_s)
     step = window_step(window_s)
     parsed = {name: Threshold(**spec) for name, spec in thresholds.items()}
-    problems = our_faults_in_window(prometheus, quiet_period_s(parsed, window_s), end, lifetime_s=lifetime_s)
+    quiet_s = quiet_period_s(parsed, window_s)
+    problems = our_faults_in_window(prometheus, quiet_s, end, lifetime_s=lifetime_s)
+    if restarted := prometheus_restart_problem(prometheus, quiet_s, end):
+        problems.append(restarted)
     baseline: dict[str, float] = {}
     for name, threshold in parsed.items():
         try:
