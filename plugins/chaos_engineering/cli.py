@@ -205,7 +205,7 @@ def _status(args: argparse.Namespace) -> int:
 
     from chaos_engineering.emergency import ObjectRef, deletion_age_s, is_forced, owned_objects
     from chaos_engineering.halt import HaltFlag
-    from chaos_engineering.heartbeat import Heartbeat
+    from chaos_engineering.heartbeat import heartbeat_of
     from chaos_engineering.lock import ExperimentLock
     from chaos_engineering.triggers import fault_state
 
@@ -216,7 +216,7 @@ def _status(args: argparse.Namespace) -> int:
         found = []
         for obj in _read("the faults of ours", lambda: owned_objects(hook)):
             ref = ObjectRef.of(obj)
-            heartbeat = Heartbeat(hook, ref.kind, ref.name, ref.namespace)
+            heartbeat = heartbeat_of(hook, obj)
             beat = _read(f"the heartbeat of {ref.kind} {ref.namespace}/{ref.name}", heartbeat.read)
             found.append((obj, ref, beat))
     except ClusterUnreadable as error:

@@ -1,4 +1,5 @@
-"""The dead man's switch's heartbeat: one Lease per active fault, renewed by the side that monitors it."""
+"""The dead man's switch's heartbeat: one Lease per active fault, or per scenario run for every
+step's object (`heartbeat_of`), renewed by the side that monitors it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from kubernetes.client.exceptions import ApiException
 
 from chaos_engineering.chaosmesh.constants import PLURALS, ChaosKind
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_PREFIX, MANAGED_BY
+from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_PREFIX, LABEL_RUN_KEY, LABEL_SCENARIO, MANAGED_BY
 
 LABEL_HEARTBEAT_OF = f"{LABEL_PREFIX}/heartbeat-of"
 ANNOTATION_FAULT_KIND = f"{LABEL_PREFIX}/fault-kind"
+#: On a scenario run's heartbeat: the run key its steps' objects carry (LABEL_RUN_KEY).
+ANNOTATION_SCENARIO_RUN_KEY = f"{LABEL_PREFIX}/scenario-run-key"
 
 
 def heartbeat_name(kind: ChaosKind | str, name: str) -> str:
@@ -68,6 +71,9 @@ class Heartbeat:
             return None
         return Beat(lease.spec.holder_identity or "", lease.spec.renew_time, lease.spec.lease_duration_seconds or 0)
 
+    def _annotations(self) -> dict[str, str]:
+        return {ANNOTATION_FAULT_KIND: self.kind.value}
+
     def renew(self, holder: str, interval_s: float, now: dt.datetime | None = None) -> None:
         """Beat now, promising the next beat within `interval_s` (the Lease's leaseDurationSeconds)."""
         now = now or dt.datetime.now(dt.timezone.utc)
@@ -77,7 +83,7 @@ class Heartbeat:
                 name=self.name,
                 namespace=self.namespace,
                 labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_HEARTBEAT_OF: self.fault_name[:63]},
-                annotations={ANNOTATION_FAULT_KIND: self.kind.value},
+                annotations=self._annotations(),
                 resource_version=lease.metadata.resource_version if lease else None,
             ),
             # leaseDurationSeconds: the promised cadence; the watchdog allows max(grace, it).
@@ -101,3 +107,30 @@ class Heartbeat:
             if exc.status == 409:
                 return False  # renewed meanwhile by a live monitor: keep it
             raise
+
+
+class ScenarioHeartbeat(Heartbeat):
+    """The one heartbeat of a scenario run, for every step's object: `chaos-heartbeat-scenario-<run
+    key>`, labelled with the scenario's name, annotated with the run key. The scenario's monitor
+    renews it while any step's object stands; when the monitor dies it stops for all of them at
+    once, and the watchdog removes them all."""
+
+    def __init__(self, hook: ChaosMeshHook, scenario: str, run_key: str, namespace: str) -> None:
+        self.hook = hook
+        self.fault_name = scenario
+        self.run_key = run_key
+        self.namespace = namespace
+        self.name = f"chaos-heartbeat-scenario-{run_key}"
+
+    def _annotations(self) -> dict[str, str]:
+        return {ANNOTATION_SCENARIO_RUN_KEY: self.run_key}
+
+
+def heartbeat_of(hook: ChaosMeshHook, obj: dict) -> Heartbeat:
+    """The heartbeat that watches chaos object `obj`: its scenario run's one Lease when it is a
+    scenario's step (it carries the scenario's name and the run's key), else its own."""
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    if labels.get(LABEL_SCENARIO) and labels.get(LABEL_RUN_KEY):
+        return ScenarioHeartbeat(hook, labels[LABEL_SCENARIO], labels[LABEL_RUN_KEY], meta["namespace"])
+    return Heartbeat(hook, obj["kind"], meta["name"], meta["namespace"])

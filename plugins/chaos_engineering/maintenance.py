@@ -20,11 +20,11 @@ from airflow.sdk import ObjectStoragePath
 from chaos_engineering.chaosmesh.constants import PLURALS, ChaosKind
 from chaos_engineering.chaosmesh.duration import parse_go_duration
 from chaos_engineering.emergency import ObjectRef, owned_objects
-from chaos_engineering.heartbeat import ANNOTATION_FAULT_KIND, LABEL_HEARTBEAT_OF, Beat, Heartbeat
+from chaos_engineering.heartbeat import ANNOTATION_FAULT_KIND, ANNOTATION_SCENARIO_RUN_KEY, LABEL_HEARTBEAT_OF, Beat, heartbeat_of
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock, LockState
 from chaos_engineering.operators.result import RESULT_KEY, run_folder, write_result
-from chaos_engineering.render import OWNED_SELECTOR
+from chaos_engineering.render import LABEL_RUN_KEY, OWNED_SELECTOR
 from chaos_engineering.triggers import fault_state
 from chaos_engineering.watchdog import DEFAULT_GRACE_S, _parse_time
 
@@ -125,7 +125,7 @@ def clean_chaos_objects(
         if obj["metadata"].get("deletionTimestamp"):
             continue  # being deleted already
         try:
-            beat = Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+            beat = heartbeat_of(hook, obj).read()
             if run_is_live(ref, lock, beat, heartbeat_grace_s, now):
                 report.kept.append(ref)
                 continue
@@ -155,6 +155,15 @@ def release_stale_lock(hook: ChaosMeshHook, namespace: str, report: MaintenanceR
         report.errors.append(f"experiment lock: {exc}")
 
 
+def _run_has_objects(hook: ChaosMeshHook, run_key: str) -> bool:
+    """Whether any chaos object of ours carries the run's key (an unreadable kind raises)."""
+    errors: list[str] = []
+    found = any((o["metadata"].get("labels") or {}).get(LABEL_RUN_KEY) == run_key for o in owned_objects(hook, errors))
+    if errors and not found:
+        raise RuntimeError("; ".join(errors))
+    return found
+
+
 def _fault_of(lease: Any) -> tuple[ChaosKind, str] | None:
     """The fault a heartbeat Lease watches, from its kind annotation and its name."""
     kind = (lease.metadata.annotations or {}).get(ANNOTATION_FAULT_KIND)
@@ -166,7 +175,8 @@ def _fault_of(lease: Any) -> tuple[ChaosKind, str] | None:
 
 
 def delete_stale_heartbeats(hook: ChaosMeshHook, report: MaintenanceReport, *, grace_s: float = DEFAULT_GRACE_S, now: dt.datetime) -> None:
-    """Heartbeats older than the grace whose fault no longer exists (a monitor died before deleting it)."""
+    """Heartbeats older than the grace whose fault no longer exists (a monitor died before deleting
+    it): for a scenario run's one heartbeat, no object of the run is left."""
     try:
         leases = hook.list_leases(label_selector=OWNED_SELECTOR)
     except Exception as exc:
@@ -177,6 +187,9 @@ def delete_stale_heartbeats(hook: ChaosMeshHook, report: MaintenanceReport, *, g
         try:
             renewed = lease.spec.renew_time if lease.spec else None
             if renewed is not None and (now - renewed).total_seconds() <= grace_s:
+                continue
+            run_key = (meta.annotations or {}).get(ANNOTATION_SCENARIO_RUN_KEY)
+            if run_key and _run_has_objects(hook, run_key):
                 continue
             fault = _fault_of(lease)
             if fault is not None and hook.get(fault[0], fault[1], meta.namespace) is not None:

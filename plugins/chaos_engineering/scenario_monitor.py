@@ -105,9 +105,9 @@ class ScenarioMonitorTrigger(FaultMonitorTrigger):
     - otherwise the steps due (`steps_due`) are created, only from a fresh view of the cluster
       with the halt flag read as not set; a create refused is tried again at the next check, a
       409 is the object already there (a second copy of this trigger created it);
-    - the heartbeat of every object of the run on the cluster (ended ones too, until the watch
-      ends) is renewed beside the checks (one Lease per object: the watchdog, the stop and
-      maintenance treat each as they treat a single fault);
+    - the scenario run's one heartbeat (`heartbeat.ScenarioHeartbeat`, which the watchdog, the
+      stop, maintenance and `chaosctl status` read for every step's object) is renewed beside the
+      checks while any object of the run is on the cluster, ended ones too, until the watch ends;
     - `completed` once every step has ended by itself (or can never start).
 
     Idempotent as the single-fault trigger is: creates of fixed names, deletes, Lease renewals.
@@ -166,9 +166,9 @@ class ScenarioMonitorTrigger(FaultMonitorTrigger):
         try:
             while True:
                 started = time.monotonic()
-                # Every object of the run still on the cluster keeps its heartbeat, ended ones too: the
-                # watchdog cannot tell a one-shot kill ended (it stays `Run`), and would otherwise
-                # remove it, which this monitor would take for the run being stopped.
+                # The run's heartbeat beats while any of its objects is on the cluster, an ended one
+                # too: the watchdog cannot tell a one-shot kill ended (it stays `Run`), and would
+                # otherwise remove it, which this monitor would take for the run being stopped.
                 standing = [n for n, s in states.items() if s.state in (*WATCHED_STATES, "deleting", "ended")]
                 if standing and (renewal is None or renewal.done()):
                     renewal = asyncio.create_task(self._renew_all(cluster, [by_name[n] for n in standing], holder))
@@ -379,12 +379,12 @@ class ScenarioMonitorTrigger(FaultMonitorTrigger):
         return results
 
     async def _renew_all(self, cluster: Any, steps: list[Mapping[str, Any]], holder: str) -> None:
-        await asyncio.gather(*(self._renew_heartbeat(_heartbeat(cluster, s), holder) for s in steps))
+        await asyncio.gather(*(self._renew_heartbeat(h, holder) for h in _heartbeats(cluster, steps)))
 
     async def _end_heartbeats(self, cluster: Any, steps: Any, renewal: asyncio.Task | None) -> None:
         if renewal is not None:
             await asyncio.gather(renewal, return_exceptions=True)
-        await asyncio.gather(*(self._end_heartbeat(_heartbeat(cluster, s), None) for s in steps))
+        await asyncio.gather(*(self._end_heartbeat(h, None) for h in _heartbeats(cluster, steps)))
 
     async def _monitor_failed(self, exc: Exception, first: float) -> TriggerEvent:
         """Whatever keeps the monitor from watching is a breach: every step is removed, the reason named."""
@@ -422,7 +422,13 @@ def _ref(step: Mapping[str, Any]) -> Any:
 
 
 def _heartbeat(cluster: Any, step: Mapping[str, Any]) -> Any:
-    from chaos_engineering.heartbeat import Heartbeat
+    """The heartbeat watching the step's object: the scenario run's one (its body carries the
+    scenario's name and the run's key)."""
+    from chaos_engineering.heartbeat import heartbeat_of
 
-    ref = _ref(step)
-    return Heartbeat(cluster, ref.kind, ref.name, ref.namespace)
+    return heartbeat_of(cluster, step["body"])
+
+
+def _heartbeats(cluster: Any, steps: Any) -> list[Any]:
+    """The distinct heartbeats watching `steps` (one for a scenario run's steps)."""
+    return list({h.name: h for h in (_heartbeat(cluster, s) for s in steps)}.values())

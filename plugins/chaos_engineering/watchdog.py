@@ -39,7 +39,7 @@ from typing import Any
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finalizers, is_forced, owned_objects, parse_time
 from chaos_engineering.halt import HaltState
-from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Beat, Heartbeat
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Beat, heartbeat_of
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.triggers import DELETION_TIMEOUT_S, WATCHED_STATES, fault_state
 
@@ -142,7 +142,7 @@ def sweep(
                 _force(hook, obj, ref, stuck, result)
                 continue
             halted = halt is not None and halt.halted
-            beat = None if halted or fault_state(obj) not in WATCHED_STATES else Heartbeat(hook, ref.kind, ref.name, ref.namespace).read()
+            beat = None if halted or fault_state(obj) not in WATCHED_STATES else heartbeat_of(hook, obj).read()
             reason = stale_reason(obj, beat, grace_s, now, halt)
             if reason is None:
                 continue

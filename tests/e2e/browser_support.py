@@ -154,7 +154,8 @@ class AirflowUI:
         submit = dialog.get_by_test_id("trigger-dag-submit")
         assert submit.is_enabled(), f"Trigger is disabled in the form of {dag_id}: {dialog.inner_text()}"
         submit.click()
-        self.page.get_by_text("Dag Run Triggered").wait_for()
+        # The toast's title; Chakra may render a toast twice while it animates in.
+        self.page.get_by_text("Dag Run Triggered").first.wait_for()
         deadline = time.monotonic() + 30
         while not (new := [r for r in self.runs(dag_id) if r["dag_run_id"] not in before]):
             assert time.monotonic() < deadline, f"no new run of {dag_id} 30 s after Trigger"

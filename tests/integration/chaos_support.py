@@ -17,6 +17,9 @@ from chaos_engineering.render import (
     ANNOTATION_RUN_ID,
     LABEL_EXPERIMENT,
     LABEL_MANAGED_BY,
+    LABEL_RUN_KEY,
+    LABEL_SCENARIO,
+    LABEL_STEP,
     LABEL_TARGET,
     LABEL_TIER,
     MANAGED_BY,
@@ -26,12 +29,15 @@ from sandbox.kubeapi.resources import FAIL_RECOVERY_ANNOTATION
 NAMESPACE = "chaos-engineering"
 
 
-def create_fault(prefix: str, *, owned: bool = True, duration: str = "5m") -> dict[str, Any]:
-    """A light NetworkChaos (1 ms on one cache pod), labelled as ours unless `owned=False`."""
+def create_fault(prefix: str, *, owned: bool = True, duration: str = "5m", scenario: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A light NetworkChaos (1 ms on one cache pod), labelled as ours unless `owned=False`; with
+    `scenario` (its name, the run's key), labelled as a step of that scenario's run."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
     if owned:
         metadata["labels"] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_TIER: "low", LABEL_EXPERIMENT: "cache-latency-test", LABEL_TARGET: "cache"}
+        if scenario is not None:
+            metadata["labels"] |= {LABEL_SCENARIO: scenario[0], LABEL_RUN_KEY: scenario[1], LABEL_STEP: prefix}
         metadata["annotations"] = {ANNOTATION_DAG_ID: "chaos_low_risk", ANNOTATION_RUN_ID: f"manual__{name}"}
     return ChaosMeshHook().create(
         {

@@ -11,10 +11,10 @@ import uuid
 import pytest
 
 from airflow.sdk import ObjectStoragePath
-from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.heartbeat import Heartbeat, ScenarioHeartbeat
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.lock import ExperimentLock
-from chaos_engineering.maintenance import MaintenanceReport, maintain, prune_reports
+from chaos_engineering.maintenance import MaintenanceReport, delete_stale_heartbeats, maintain, prune_reports
 from chaos_engineering.triggers import fault_state
 from tests.integration.chaos_support import NAMESPACE, create_fault, get, remove
 
@@ -91,6 +91,25 @@ def test_finished_and_orphaned_objects_go_live_runs_stay(planted, tmp_path):
         assert get(kept) is not None, f"{kept['metadata']['name']} must not be touched"
     # The watched fault's heartbeat is fresh and its fault exists: it stays.
     assert Heartbeat(hook, "NetworkChaos", watched["metadata"]["name"], NAMESPACE).read() is not None
+
+
+def test_a_scenario_runs_stale_heartbeat_stays_while_an_object_of_the_run_does(planted):
+    hook, key = ChaosMeshHook(), uuid.uuid4().hex[:16]
+    step = planted("mt-step", scenario=("mt-scenario", key))
+    beat = ScenarioHeartbeat(hook, "mt-scenario", key, NAMESPACE)
+    beat.renew("dead-monitor", 5, now=dt.datetime.now(UTC) - dt.timedelta(hours=1))
+    try:
+        kept = MaintenanceReport()
+        delete_stale_heartbeats(hook, kept, now=dt.datetime.now(UTC))
+        assert kept.errors == [] and f"{NAMESPACE}/{beat.name}" not in kept.heartbeats
+        assert beat.read() is not None
+        remove(step)
+        _wait_gone(step)
+        swept = MaintenanceReport()
+        delete_stale_heartbeats(hook, swept, now=dt.datetime.now(UTC))
+        assert f"{NAMESPACE}/{beat.name}" in swept.heartbeats and beat.read() is None
+    finally:
+        beat.delete()
 
 
 def test_a_young_object_without_a_live_run_is_kept_until_its_grace(planted, tmp_path):

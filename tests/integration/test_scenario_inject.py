@@ -13,7 +13,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from chaos_engineering.catalogue import load_catalogue, load_scenarios
 from chaos_engineering.chaosmesh.constants import ChaosKind
-from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, ScenarioHeartbeat, heartbeat_of
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.injections import InjectionRecord
 from chaos_engineering.operators.scenario_run import InjectScenarioOperator, ScenarioMonitorSensor, scenario_digest
@@ -93,7 +93,10 @@ def test_inject_verifies_every_step_and_creates_only_the_first(runs):
     assert [o["step"] for o in fault["objects"]] == ["cache-down"]
     # One injection per run: its claim is the scenario's digest of every step.
     assert InjectionRecord(run.cluster, NAMESPACE, run.key).read().digest == scenario_digest(steps)
-    beat = Heartbeat(run.cluster, obj["kind"], meta["name"], NAMESPACE).read()
+    # The hand-over beat is the run's one heartbeat, which every step's object shares.
+    heartbeat = heartbeat_of(run.cluster, obj)
+    assert isinstance(heartbeat, ScenarioHeartbeat) and heartbeat.name == f"chaos-heartbeat-scenario-{run.key}"
+    beat = heartbeat.read()
     assert beat is not None and beat.holder.startswith(INJECT_HOLDER_PREFIX)
 
     # The monitor rebuilds the later step from the file and what inject wrote: same digest,

@@ -12,9 +12,9 @@ import pytest
 
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.halt import HaltFlag
-from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.heartbeat import ScenarioHeartbeat, heartbeat_of
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
-from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_RUN_KEY, MANAGED_BY
+from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_RUN_KEY, LABEL_SCENARIO, LABEL_STEP, MANAGED_BY, OWNED_SELECTOR
 from chaos_engineering.scenario_monitor import ScenarioMonitorTrigger
 from chaos_engineering.triggers import MIN_EVENT_DELAY_S, created_at
 from chaos_engineering.watchdog import sweep
@@ -39,7 +39,7 @@ class Scenario:
             "apiVersion": "chaos-mesh.org/v1alpha1",
             "kind": kind,
             "metadata": {"name": f"{name}-{self.key[:8]}", "namespace": NAMESPACE,
-                         "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_RUN_KEY: self.key}},
+                         "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_RUN_KEY: self.key, LABEL_SCENARIO: "test-scenario", LABEL_STEP: name}},
             "spec": spec | {"duration": f"{duration_s:g}s"},
         }
         self.steps.append({"step": name, "body": body, "start_at": self.started + start_s, "duration_s": duration_s,
@@ -74,7 +74,17 @@ class Scenario:
     def cleanup(self) -> None:
         for s in self.steps:
             self.hook.delete(ChaosKind(s["body"]["kind"]), s["body"]["metadata"]["name"], NAMESPACE)
-            Heartbeat(self.hook, s["body"]["kind"], s["body"]["metadata"]["name"], NAMESPACE).delete()
+        self.heartbeat().delete()
+
+    def heartbeat(self) -> ScenarioHeartbeat:
+        """The run's one heartbeat, which every step's object shares."""
+        return ScenarioHeartbeat(self.hook, "test-scenario", self.key, NAMESPACE)
+
+    def leases(self) -> list[str]:
+        """The names of the heartbeat Leases of this run's objects and of the run."""
+        names = {s["body"]["metadata"]["name"] for s in self.steps}
+        return sorted(lease.metadata.name for lease in self.hook.list_leases(label_selector=OWNED_SELECTOR)
+                      if self.key in lease.metadata.name or any(n in lease.metadata.name for n in names))
 
 
 @pytest.fixture
@@ -115,9 +125,9 @@ def test_a_later_step_starts_after_the_one_it_follows_ended_and_the_run_complete
     assert second["created_at"] >= first["ended_at"] - 1
     assert second["ended_at"] is not None and second["not_started"] is None
     assert event["started_at"] == scenario.started
-    # The heartbeats are gone with the watch.
-    for s in scenario.steps:
-        assert Heartbeat(scenario.hook, s["body"]["kind"], s["body"]["metadata"]["name"], NAMESPACE).read() is None
+    # The run's heartbeat is every step's, and gone with the watch.
+    assert {heartbeat_of(scenario.hook, s["body"]).name for s in scenario.steps} == {scenario.heartbeat().name}
+    assert scenario.heartbeat().read() is None and scenario.leases() == []
 
 
 def test_a_breach_after_the_second_step_started_removes_every_step(scenario):
@@ -229,8 +239,11 @@ def test_a_one_shot_step_that_ended_keeps_its_heartbeat_while_the_scenario_goes_
     async def sweep_later() -> None:
         await asyncio.sleep(12)  # the kill's 3 s are long over, its last beat would be 9 s old
         swept.append(await asyncio.to_thread(sweep, ChaosMeshHook(), 5.0))
+        swept.append(await asyncio.to_thread(scenario.leases))
 
     event = first_event(scenario.monitor(30), 90, sweep_later)
     assert swept[0].removed == [] and swept[0].checked >= 2, swept[0]
+    # One heartbeat for the run, not one per object.
+    assert swept[1] == [scenario.heartbeat().name], swept[1]
     assert event["status"] == "completed", event
     assert event["steps"]["kill"]["ended_at"] is not None

@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 import threading
 import time
+import uuid
 
 import pytest
 
 from chaos_engineering import watchdog
-from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.heartbeat import Heartbeat, heartbeat_of
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.triggers import FaultMonitorTrigger
 from chaos_engineering.lock import ExperimentLock
@@ -25,7 +26,7 @@ def faults(connections):
     created: list[dict] = []
     yield created
     for obj in created:
-        Heartbeat(ChaosMeshHook(), obj["kind"], obj["metadata"]["name"], NAMESPACE).delete()
+        heartbeat_of(ChaosMeshHook(), obj).delete()
         if get(obj) is not None:
             remove(obj)
 
@@ -63,6 +64,22 @@ def test_the_watchdog_removes_a_stale_fault_and_leaves_a_watched_one(faults):
         stop.set()
         beats.join()
         dog.join(10)
+
+
+def test_a_scenarios_steps_share_its_runs_heartbeat_and_are_kept_or_removed_together(faults):
+    key = uuid.uuid4().hex[:16]
+    first, second = (create_fault(step, scenario=("wd-scenario", key)) for step in ("wd-step-a", "wd-step-b"))
+    faults += [first, second]
+    names = {first["metadata"]["name"], second["metadata"]["name"]}
+    beat = heartbeat_of(ChaosMeshHook(), first)
+    assert beat.name == heartbeat_of(ChaosMeshHook(), second).name == f"chaos-heartbeat-scenario-{key}"
+    beat.renew("scenario-monitor", 1)
+    fresh = watchdog.sweep(ChaosMeshHook(), grace_s=GRACE_S)
+    assert names.isdisjoint(r.fault.name for r in fresh.removed), fresh.removed
+    # The monitor died: its one beat ages for both steps at once.
+    stale = watchdog.sweep(ChaosMeshHook(), grace_s=GRACE_S, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=GRACE_S + 2))
+    removed = {r.fault.name: r.reason for r in stale.removed if r.fault.name in names}
+    assert set(removed) == names and all(r.startswith("heartbeat ") and r.endswith("its monitor is gone") for r in removed.values()), removed
 
 
 def test_a_fault_never_watched_goes_after_grace(faults):

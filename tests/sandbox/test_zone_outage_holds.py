@@ -14,7 +14,7 @@ import pytest
 
 from chaos_engineering.catalogue import load_catalogue, load_scenarios
 from chaos_engineering.chaosmesh.constants import ChaosKind
-from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.heartbeat import heartbeat_of
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_RUN_KEY, MANAGED_BY, render_scenario_objects
@@ -69,7 +69,7 @@ class Run:
         for step in self.steps:
             kind, name = step["body"]["kind"], step["body"]["metadata"]["name"]
             self.hook.delete(ChaosKind(kind), name, NAMESPACE)
-            Heartbeat(self.hook, kind, name, NAMESPACE).delete()
+            heartbeat_of(self.hook, step["body"]).delete()
 
 
 @pytest.fixture

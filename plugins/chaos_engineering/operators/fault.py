@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finalizers, is_forced
-from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, Heartbeat, default_holder
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, default_holder, heartbeat_of
 from chaos_engineering.hooks.airflow_api import AirflowApiHook
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook, KubernetesApiError, KubernetesRequestError
 from chaos_engineering.hooks.prometheus import PrometheusHook
@@ -148,14 +148,15 @@ class InjectFaultOperator(BaseOperator):
             return landed
 
     def _hand_over(self, created: list[dict[str, Any]], handover_s: float) -> None:
-        """Each fault's first heartbeat, promising the monitor's within `handover_s`: until the
-        monitor's trigger beats, the watchdog keeps the fault that long (not only its grace).
-        Best effort: without it the watchdog counts from the object's creation (fails closed)."""
-        for ref in map(fault_ref, created):
+        """The first beat of each heartbeat watching the faults (`heartbeat_of`: a scenario's steps
+        share their run's one), promising the monitor's within `handover_s`: until the monitor's
+        trigger beats, the watchdog keeps the faults that long (not only its grace). Best effort:
+        without it the watchdog counts from each object's creation (fails closed)."""
+        for heartbeat in {h.name: h for h in (heartbeat_of(self.hook, obj) for obj in created)}.values():
             try:
-                Heartbeat(self.hook, ref["kind"], ref["name"], ref["namespace"]).renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
+                heartbeat.renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
             except Exception as exc:
-                self.log.warning("cannot write the hand-over heartbeat of %s/%s (the watchdog counts from creation): %s", ref["namespace"], ref["name"], exc)
+                self.log.warning("cannot write the hand-over heartbeat %s/%s (the watchdog counts from creation): %s", heartbeat.namespace, heartbeat.name, exc)
 
     def _wait_until_quiet(self, policy: Any) -> None:
         """The run that held the lock before may have removed its fault moments ago: its traces
