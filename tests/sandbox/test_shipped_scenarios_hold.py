@@ -1,7 +1,8 @@
-"""The shipped zone outage, run as the product runs it on the session's sandbox: its steps rendered
+"""Shipped scenarios, run as the product runs them on the session's sandbox: the steps rendered
 from include/, the first created, and the scenario's kill switch (`ScenarioMonitorTrigger`, 1 s
-checks) starting the others. The platform routes around zone-a (sandbox/CONTRACT.md, "Routing
-around failures"), so the run completes; one booking-api pod aborting still breaches."""
+checks) starting the others. The cascade holds every threshold; in the zone outage the platform
+routes around zone-a (sandbox/CONTRACT.md, "Routing around failures"), so the run completes; one
+booking-api pod aborting still breaches."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from sandbox.steady import wait_steady
 
 CATALOGUE = load_catalogue()
 POLICY = CATALOGUE.policy
-ZONE_OUTAGE = load_scenarios(CATALOGUE).scenarios["booking-zone-outage"]
+SCENARIOS = load_scenarios(CATALOGUE).scenarios
+ZONE_OUTAGE = SCENARIOS["booking-zone-outage"]
+CASCADE = SCENARIOS["booking-api-slow-worker-starved"]
 NAMESPACE = POLICY.chaos_namespace
 # system_health cannot hold here whatever the routing: its readiness half counts zone-a's four
 # failed booking pods of 23 (50 * 19/23 = 41.3, so at most 91.3 against the policy's 95) while
@@ -103,24 +106,40 @@ def wait_ready(namespace: str, timeout: float = 120) -> None:
         time.sleep(1)
 
 
-def test_the_shipped_zone_outage_holds_every_threshold_from_the_partitions_creation(run):
-    manifests = render_scenario_objects(ZONE_OUTAGE, POLICY, dag_id="sandbox-zone-outage", run_id=run.run_id)
-    timeline = ZONE_OUTAGE.timeline(POLICY)
-    for name, window in timeline.items():
-        step = ZONE_OUTAGE.step(name)
+def run_shipped(run: Run, scenario, thresholds: dict) -> dict:
+    """Render `scenario`'s steps at their planned times, create the first, and watch the whole span
+    with `thresholds`: the monitor's last event."""
+    manifests = render_scenario_objects(scenario, POLICY, dag_id=f"sandbox-{scenario.name}", run_id=run.run_id)
+    for name, window in scenario.timeline(POLICY).items():
+        step = scenario.step(name)
         run.add(name, manifests[name], window.start, window.end - window.start, step.after,
                 step.when.value if step.after else None)
-    assert [s["step"] for s in run.steps] == ["zone-partition", "zone-pods-fail", "database-failover"]
+    run.create_first()
+    return first_event(run.monitor(scenario.span(POLICY), thresholds), timeout=scenario.span(POLICY) + 90)
+
+
+def assert_held(event: dict, scenario) -> None:
+    assert event["status"] == "completed", event.get("message", event)
+    assert all(event["steps"][s]["created_at"] is not None for s in scenario.timeline(POLICY)), event["steps"]
+    assert all(event["steps"][s]["ended_at"] is not None for s in scenario.timeline(POLICY)), event["steps"]
+    assert event["checks"] >= scenario.span(POLICY) / 2
+
+
+def test_the_shipped_zone_outage_holds_every_threshold_from_the_partitions_creation(run):
+    assert list(ZONE_OUTAGE.timeline(POLICY)) == ["zone-partition", "zone-pods-fail", "database-failover"]
     thresholds = {n: t for n, t in scenario_thresholds(ZONE_OUTAGE, POLICY).items() if n not in NOT_HOLDABLE}
     assert thresholds["error_rate"]["limit"] == 0.5 and len(thresholds) == len(POLICY.safety.thresholds) - len(NOT_HOLDABLE)
-    run.create_first()
+    assert_held(run_shipped(run, ZONE_OUTAGE, thresholds), ZONE_OUTAGE)
 
-    event = first_event(run.monitor(ZONE_OUTAGE.span(POLICY), thresholds), timeout=ZONE_OUTAGE.span(POLICY) + 90)
 
-    assert event["status"] == "completed", event.get("message", event)
-    assert all(event["steps"][s]["created_at"] is not None for s in timeline), event["steps"]
-    assert all(event["steps"][s]["ended_at"] is not None for s in timeline), event["steps"]
-    assert event["checks"] >= ZONE_OUTAGE.span(POLICY) / 2
+def test_the_shipped_cascade_holds_every_threshold_through_its_three_steps(run):
+    """The cascade a game day runs: a booking-worker pod CPU-starved for 5 minutes while one
+    booking-api pod answers 150 ms, then 400 ms late. Every threshold of the policy (p95 tightened
+    to 1.5 s by the scenario) holds: the run is *held*."""
+    assert list(CASCADE.timeline(POLICY)) == ["worker-starved", "api-slow", "api-slower"]
+    thresholds = scenario_thresholds(CASCADE, POLICY)
+    assert thresholds["p95_latency"]["limit"] == 1500 and len(thresholds) == len(POLICY.safety.thresholds)
+    assert_held(run_shipped(run, CASCADE, thresholds), CASCADE)
 
 
 def test_one_booking_api_pod_aborting_still_breaches_error_rate(run):
