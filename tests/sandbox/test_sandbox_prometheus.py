@@ -174,6 +174,8 @@ def test_a_failed_pod_is_down_and_a_deleted_pod_is_replaced_as_a_target(sandbox,
 
 
 def test_prometheus_can_be_stopped_and_started_again_while_a_pod_is_down(sandbox, prometheus):
+    # The minutes before the stop that the end reads back (run alone, the sandbox is younger).
+    wait_for_data(sandbox, 3 * 60 + 20)
     api = config.new_client_from_config(str(sandbox.kubeconfig_path), context="sandbox")
     victim = next(pod["name"] for pod in state(sandbox)["pods"] if pod["service"] == "booking-worker")
     with pod_failure(api, victim):
