@@ -27,6 +27,8 @@ def shared_dir() -> Path:
     """`../shared` beside the repository: CI always has it; a user's clone may not."""
     path = REPO_ROOT.parent / "shared"
     if not (path / "chaos-mesh").is_dir():
+        if os.environ.get("CI"):  # CI always has it: its absence there is a broken checkout, not a skip
+            pytest.fail(f"{path / 'chaos-mesh'} is absent, and CI must have ../shared beside the clone")
         pytest.skip("../shared/chaos-mesh is absent (a user's clone); CI always has it")
     return path
 
