@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kubernetes.client import V1Lease, V1LeaseSpec, V1ObjectMeta
@@ -134,3 +135,8 @@ def heartbeat_of(hook: ChaosMeshHook, obj: dict) -> Heartbeat:
     if labels.get(LABEL_SCENARIO) and labels.get(LABEL_RUN_KEY):
         return ScenarioHeartbeat(hook, labels[LABEL_SCENARIO], labels[LABEL_RUN_KEY], meta["namespace"])
     return Heartbeat(hook, obj["kind"], meta["name"], meta["namespace"])
+
+
+def heartbeats_of(hook: ChaosMeshHook, objects: Iterable[dict]) -> list[Heartbeat]:
+    """The distinct heartbeats watching `objects` (`heartbeat_of`: one for a scenario run's steps)."""
+    return list({h.name: h for h in (heartbeat_of(hook, obj) for obj in objects)}.values())

@@ -431,4 +431,6 @@ def _heartbeat(cluster: Any, step: Mapping[str, Any]) -> Any:
 
 def _heartbeats(cluster: Any, steps: Any) -> list[Any]:
     """The distinct heartbeats watching `steps` (one for a scenario run's steps)."""
-    return list({h.name: h for h in (_heartbeat(cluster, s) for s in steps)}.values())
+    from chaos_engineering.heartbeat import heartbeats_of
+
+    return heartbeats_of(cluster, [s["body"] for s in steps])

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from chaos_engineering.chaosmesh.constants import ChaosKind
 from chaos_engineering.emergency import ObjectRef, deletion_age_s, force_finalizers, is_forced
-from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, default_holder, heartbeat_of
+from chaos_engineering.heartbeat import INJECT_HOLDER_PREFIX, default_holder, heartbeats_of
 from chaos_engineering.hooks.airflow_api import AirflowApiHook
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook, KubernetesApiError, KubernetesRequestError
 from chaos_engineering.hooks.prometheus import PrometheusHook
@@ -148,11 +148,11 @@ class InjectFaultOperator(BaseOperator):
             return landed
 
     def _hand_over(self, created: list[dict[str, Any]], handover_s: float) -> None:
-        """The first beat of each heartbeat watching the faults (`heartbeat_of`: a scenario's steps
+        """The first beat of each heartbeat watching the faults (`heartbeats_of`: a scenario's steps
         share their run's one), promising the monitor's within `handover_s`: until the monitor's
         trigger beats, the watchdog keeps the faults that long (not only its grace). Best effort:
         without it the watchdog counts from each object's creation (fails closed)."""
-        for heartbeat in {h.name: h for h in (heartbeat_of(self.hook, obj) for obj in created)}.values():
+        for heartbeat in heartbeats_of(self.hook, created):
             try:
                 heartbeat.renew(f"{INJECT_HOLDER_PREFIX}{default_holder()}", handover_s)
             except Exception as exc:
