@@ -3,10 +3,13 @@
 Run: .venv/bin/python benchmarks/campaign.py [--faults kube-delete-500,triggerer-kill] [--steps during-monitor]
          [--repeat 1] [--executor LocalExecutor|CeleryExecutor] [--experiment cache-slow-quick] [--keep]
 
-Starts the sandbox (1 s scrape) and a real Airflow on PostgreSQL, both as the end-to-end tests do
+Starts the sandbox (1 s scrape) and a real Airflow, both as the end-to-end tests do
 (tests/e2e: `chaos_on_airflow`, the include of `make_include` with its fast clocks and short
-experiments), and the dead-man watchdog beside them (in this process, default grace and interval,
-as `chaosctl watchdog` would run). For each (fault, step) pair it triggers `chaos_low_risk`
+experiments), its metadata database (and with CeleryExecutor its Redis broker) on a server of the
+campaign's own (tests/e2e/stack_services.py: rows restart them; the machine's serve others), the
+dead-man watchdog beside them (in this process, default grace and interval, as `chaosctl watchdog`
+would run), and a supervisor doing what the compose file's `restart: always` does: an Airflow
+process that exits is started again within a second (the row lists them). For each (fault, step) pair it triggers `chaos_low_risk`
 (no human approval), polls the task states through the REST API until the step is reached, breaks
 one part of our stack (own_stack.FAULTS), lets the run finish and records, one table row per run:
 
@@ -66,7 +69,8 @@ from rich.table import Table  # noqa: E402
 from chaos_engineering import watchdog  # noqa: E402
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook  # noqa: E402
 from sandbox.runner import Sandbox  # noqa: E402
-from tests.e2e.own_stack import DAG_ID, FAULTS, STEPS, WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s  # noqa: E402
+from tests.e2e.own_stack import DAG_ID, FAULTS, STEPS, WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s, supervise  # noqa: E402
+from tests.e2e.stack_services import PostgresServer, RedisServer  # noqa: E402
 from tests.e2e.test_tier_runs import NAMESPACE, REPORTS_BUCKET, chaos_on_airflow, reports_in  # noqa: E402
 from tests.integration.receivers import S3Server  # noqa: E402
 
@@ -108,6 +112,7 @@ def print_table(console: Console, rows: list[Row], bound_s: float) -> None:
         details += [f"  protected pod touched: {x}" for x in r.protected] + [f"  breach not removed in time: {x}" for x in r.breach_late]
         details += [f"  outside the window: {x}" for x in r.outside_window] + [f"  unapproved: {x}" for x in r.unapproved]
         details += [f"  outlived the stop: {x}" for x in r.stop_late]
+        details += [f"  restarted by the supervisor: {x}" for x in r.restarted]
         details += [f"  note: {r.note}"] if r.note else []
         if details:
             console.print(f"[bold]{r.fault} at {r.step}[/bold]\n" + "\n".join(details), highlight=False, markup=True)
@@ -123,9 +128,13 @@ def campaign_stack(state: Path, console: Console, *, executor: str = "LocalExecu
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(f"state folder {state}")
     sandbox = Sandbox.start(state / "sandbox", scrape_interval="1s")
-    stop_watchdog = threading.Event()
+    stop_watchdog, stop_supervisor = threading.Event(), threading.Event()
     sweeper: threading.Thread | None = None
+    servers = contextlib.ExitStack()
     try:
+        # Airflow's database and broker on servers of the campaign's own: rows restart them.
+        postgres = servers.enter_context(PostgresServer())
+        redis = servers.enter_context(RedisServer()) if executor == "CeleryExecutor" else None
         connections = {
             "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": {
                 "kube_config_path": str(sandbox.kubeconfig_path), "namespace": NAMESPACE}}),
@@ -135,7 +144,9 @@ def campaign_stack(state: Path, console: Console, *, executor: str = "LocalExecu
             "AIRFLOW_CONN_DR_PROBE_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.metrics_url}),
         }
         os.environ.update(connections)
-        with S3Server(REPORTS_BUCKET) as s3, chaos_on_airflow(StateFolder(state), sandbox, connections, executor=executor, s3=s3) as chaos:
+        with S3Server(REPORTS_BUCKET) as s3, chaos_on_airflow(
+                StateFolder(state), sandbox, connections, executor=executor, s3=s3,
+                database_url=postgres.url, broker_url=redis.url if redis else None) as chaos:
             console.print(f"Airflow ({executor}) up in {chaos.stack.startup_seconds:.0f} s; home {chaos.stack.home}")
             # Reports go to S3 (moto's server), as in production: s3-down breaks their storage.
             chaos.policy(**reports_in(s3))
@@ -144,13 +155,21 @@ def campaign_stack(state: Path, console: Console, *, executor: str = "LocalExecu
                     "stop": stop_watchdog, "pushgateway_conn_id": "pushgateway_default"})
                 sweeper.start()
             console.print(f"P1 {p1_s(chaos):.1f} s, watchdog bound {WATCHDOG_BOUND_S:.0f} s")
-            yield Stack(sandbox, chaos, outage_s, s3)
+            stack = Stack(sandbox, chaos, outage_s, s3, postgres, redis)
+            supervisor = threading.Thread(target=supervise, args=(stack, stop_supervisor), daemon=True)
+            supervisor.start()
+            try:
+                yield stack
+            finally:
+                stop_supervisor.set()
+                supervisor.join(60)
             stop_watchdog.set()
     finally:
         stop_watchdog.set()
         if sweeper is not None:
             sweeper.join(30)
         sandbox.stop()
+        servers.close()
 
 
 def guarded_row(stack: Stack, fault: str, step: str, experiment: str, bound_s: float) -> Row:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,8 @@ from sandbox.airflow_client import (
     TaskKey,
     TaskStateChange,
 )
-from sandbox.celery_broker import CeleryBroker, CeleryBrokerError
+from chaos_engineering.deployment import REQUIRED_AIRFLOW_SETTINGS
+from sandbox.celery_broker import REDIS_URL, CeleryBroker, CeleryBrokerError
 
 __all__ = [
     "AirflowApiError",
@@ -212,6 +214,7 @@ class AirflowStack:
         self.startup_seconds: float | None = None
         self._database_to_drop: str | None = None
         self._stopped = False
+        self._restarting = threading.Lock()  # restart() and restart_exited() never both spawn one process
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -225,13 +228,15 @@ class AirflowStack:
         env: Mapping[str, str] | None = None,
         executor: str = "LocalExecutor",
         database_url: str | None = None,
+        broker_url: str | None = None,
         users: Mapping[str, str] = DEFAULT_USERS,
         healthy_timeout: float = 240.0,
     ) -> AirflowStack:
         """Create the database (unless given), migrate it, start the processes, wait until healthy.
 
         `executor` is LocalExecutor or CeleryExecutor; the latter also claims a Redis database as
-        broker (CHAOS_E2E_REDIS_URL, default redis://127.0.0.1:6379) and starts a Celery worker.
+        broker (on `broker_url`'s Redis server, else CHAOS_E2E_REDIS_URL, default
+        redis://127.0.0.1:6379) and starts a Celery worker.
         `env` is added last (connections as AIRFLOW_CONN_*, extra AIRFLOW__* settings). On any
         failure everything started so far is stopped before the error propagates.
         """
@@ -293,6 +298,7 @@ class AirflowStack:
                 "AIRFLOW__API__PORT": str(port),
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
                 "AIRFLOW__API__WORKERS": "1",
+                **REQUIRED_AIRFLOW_SETTINGS,  # as every deployment carries them
                 # One secret for all four processes: the scheduler signs the tokens that the
                 # api-server's execution API checks.
                 "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(24),
@@ -310,7 +316,7 @@ class AirflowStack:
         broker = None
         if executor == "CeleryExecutor":
             try:
-                broker = CeleryBroker.claim(stack_id)
+                broker = CeleryBroker.claim(stack_id, broker_url or REDIS_URL)
             except CeleryBrokerError as error:
                 raise AirflowStackError(str(error)) from error
             process_env.update(broker.settings(database_url))
@@ -487,6 +493,19 @@ class AirflowStack:
         """SIGKILL one component's process group (a crash: no clean shutdown; its forked children go
         with it: with LocalExecutor the scheduler's workers and the task they run), wait `down_s`,
         start it again."""
+        with self._restarting:
+            self._restart(name, down_s)
+
+    def restart_exited(self) -> list[str]:
+        """What the compose file's `restart: always` does: start again every process that has
+        exited (what is left of its group killed first); returns their names."""
+        with self._restarting:
+            exited = [] if self._stopped else [n for n, p in self.processes.items() if p.poll() is not None]
+            for name in exited:
+                self._restart(name, 0.0)
+        return exited
+
+    def _restart(self, name: str, down_s: float) -> None:
         process = self.processes[name]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -501,9 +520,10 @@ class AirflowStack:
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM every process group, SIGKILL what is left after `grace`, drop the database (and
         flush the broker's)."""
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._restarting:  # no process started again from here on (restart_exited)
+            if self._stopped:
+                return
+            self._stopped = True
         atexit.unregister(self.stop)
         # Taken before any signal: once a parent is gone its children cannot be found through it.
         started = self.stack_processes()

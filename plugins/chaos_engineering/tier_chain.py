@@ -185,7 +185,10 @@ def wire_tier_chain(
             plan=plan.output,
             preflight=preflight.output,
             removal=remove.output,
-            retries=0,
+            # One retry for a worker that died under it: the retry measures again, and a stage
+            # first looked at after its deadline is `unobserved`, never held (stage_status).
+            retries=1,
+            retry_delay=5,
             # Every stage measures, even when an earlier one missed its deadline.
             trigger_rule=TriggerRule.ALL_DONE if index else TriggerRule.ALL_SUCCESS,
             **both,

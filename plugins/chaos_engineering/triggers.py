@@ -658,6 +658,23 @@ def _push_forced() -> None:
     metrics.push("deletion_forced", extra={"by": "monitor"})  # never raises
 
 
+#: How late after a stage's deadline the check scheduled at it may start and still count as on time:
+#: the event loop's wake-up, not a stalled or restarted triggerer.
+ON_TIME_S = 1.0
+
+
+def stage_status(pending: list[str], checked_at: float, now: float, deadline_ts: float) -> str | None:
+    """A recovery stage's status after a check that started at `checked_at` and ended at `now`
+    (None: not decided, check again). Back is `recovered` only when the check that saw it started
+    by the deadline (ON_TIME_S of leeway); back but first looked at later is `unobserved`: nobody
+    watched in time (a worker, the triggerer or the scheduler was down or late), so whether it
+    recovered within the deadline is not known, and it never counts as held. Not back once the
+    deadline has passed: `deadline_missed`."""
+    if not pending:
+        return "recovered" if checked_at <= deadline_ts + ON_TIME_S else "unobserved"
+    return "deadline_missed" if now >= deadline_ts else None
+
+
 class RecoveryTrigger(BaseTrigger):
     """Waits until every named threshold holds against the baseline again (and, if asked, the
     target pods are all ready), or the stage's deadline passes. Read-only: no side effect."""
@@ -756,13 +773,13 @@ class RecoveryTrigger(BaseTrigger):
         checks = 0
         first = time.monotonic()
         while True:
-            started = time.monotonic()
+            started, checked_at = time.monotonic(), time.time()
             pending, values = await self.check_once(readings)
             checks += 1
             now = time.time()
-            if not pending or now >= self.deadline_ts:
+            if (status := stage_status(pending, checked_at, now, self.deadline_ts)) is not None:
                 await _not_before(first)
-                status = "recovered" if not pending else "deadline_missed"
                 yield TriggerEvent({"status": status, "at": now, "checks": checks, "values": values, "pending": pending})
                 return
+            # The last check starts at the deadline itself.
             await asyncio.sleep(max(0.0, min(self.interval_s - (time.monotonic() - started), self.deadline_ts - time.time())))

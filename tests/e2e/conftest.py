@@ -66,8 +66,12 @@ def start_stack(
     env: Mapping[str, str] | None = None,
     *,
     executor: str = "LocalExecutor",
+    database_url: str | None = None,
+    broker_url: str | None = None,
 ) -> AirflowStack:
-    """Start Airflow on `dags_folder` and `plugins_folder` with `env` (AIRFLOW_CONN_*, ...) added.
+    """Start Airflow on `dags_folder` and `plugins_folder` with `env` (AIRFLOW_CONN_*, ...) added,
+    its metadata database and broker on the machine's servers unless `database_url` (a database of
+    its own) or `broker_url` (a Redis server) say otherwise.
 
     Its home (config, logs of every process and task) is a pytest temp folder, kept after the
     session for reading; the caller must `stop()` the stack.
@@ -79,7 +83,8 @@ def start_stack(
     # maintenance and trends DAGs arrive paused. The timetables are tested without a scheduler.
     settings = dict(env or {})
     stack = AirflowStack.start(
-        home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=settings, executor=executor
+        home, dags_folder=dags_folder, plugins_folder=plugins_folder, env=settings, executor=executor,
+        database_url=database_url, broker_url=broker_url,
     )
     timings = ", ".join(f"{phase} at {seconds:.1f}s" for phase, seconds in stack.timings.items())
     memory = stack.memory()

@@ -31,9 +31,11 @@ from chaos_engineering.reach import forbidden_reasons
 from chaos_engineering.render import ANNOTATION_APPROVALS, LABEL_RUN_KEY, LABEL_TIER, OWNED_SELECTOR, run_key
 from chaos_engineering.verification import APPROVE
 from chaos_engineering.windows import span_verdict
+from sandbox.airflow_stack import CELERY_WORKER
 from sandbox.runner import Sandbox
 from sandbox.steady import wait_steady
 from tests.e2e.test_tier_runs import NAMESPACE, Chaos, FaultWatch, clean_up_after, policy_of
+from tests.e2e.stack_services import PostgresServer, RedisServer
 from tests.integration.receivers import S3Server
 
 DAG_ID = "chaos_low_risk"
@@ -90,6 +92,10 @@ class Stack:
     chaos: Chaos
     outage_s: float
     s3: S3Server | None = None  # the reports' storage, when the policy writes them to S3
+    postgres: PostgresServer | None = None  # Airflow's metadata database server, when it is the campaign's own
+    redis: RedisServer | None = None  # the Celery broker's server, when it is the campaign's own
+    #: (time.time(), name) of every Airflow process the supervisor (`supervise`) started again.
+    restarted: list[tuple[float, str]] = field(default_factory=list)
 
 
 Undo = Callable[[], None]
@@ -166,11 +172,26 @@ def s3_down(stack: Stack) -> Undo:
 
 def _component_kill(name: str) -> Callable[[Stack], Undo]:
     def kill(stack: Stack) -> Undo:
+        if name not in stack.chaos.stack.processes:
+            raise ValueError(f"{name}-kill: this Airflow has no {name} (processes: {', '.join(stack.chaos.stack.processes)})")
         stack.chaos.stack.restart(name)
         return lambda: None
 
     kill.__doc__ = f"SIGKILL the {name} (its process group) and start it again at once."
     return kill
+
+
+def _server_restart(name: str) -> Callable[[Stack], Undo]:
+    def restart(stack: Stack) -> Undo:
+        server = getattr(stack, name)
+        if server is None:
+            raise ValueError(f"{name}-restart needs a {name} server of the campaign's own (Stack.{name}), not the machine's")
+        server.restart()
+        return lambda: None
+
+    restart.__doc__ = (f"Restart the {name} server Airflow uses, as `docker compose restart {name}` does: open "
+                       "connections cut, the server back within a second with its data.")
+    return restart
 
 
 def slack_down(stack: Stack) -> Undo:
@@ -220,7 +241,24 @@ FAULTS: dict[str, Callable[[Stack], Undo]] = {
     "s3-down": s3_down,
     "triggerer-kill": _component_kill("triggerer"),
     "scheduler-kill": _component_kill("scheduler"),
+    "dag-processor-kill": _component_kill("dag-processor"),
+    "api-server-kill": _component_kill("api-server"),
+    "celery-worker-kill": _component_kill(CELERY_WORKER),
+    "postgres-restart": _server_restart("postgres"),
+    "redis-restart": _server_restart("redis"),
 }
+
+
+def supervise(stack: Stack, stop: threading.Event, every_s: float = 1.0) -> None:
+    """The compose file's `restart: always` for the Airflow processes: one that exits (a crash, or
+    its database gone) is started again within `every_s`, and noted in `stack.restarted`."""
+    while not stop.wait(every_s):
+        try:
+            for name in stack.chaos.stack.restart_exited():
+                log.warning("supervisor: %s had exited: started again", name)
+                stack.restarted.append((time.time(), name))
+        except Exception:  # noqa: BLE001 (the supervisor must outlive any one failed start)
+            log.exception("supervisor")
 
 
 # --- watching the cluster ---------------------------------------------------------------------------
@@ -346,6 +384,7 @@ class Row:
     outside_window: list[str] = field(default_factory=list)  # a fault whose span the tier's window refuses
     unapproved: list[str] = field(default_factory=list)  # a fault without the verified approvals its tier needs
     stop_late: list[str] = field(default_factory=list)  # a fault still applied more than STOP_FAULT_BOUND_S after a stop
+    restarted: list[str] = field(default_factory=list)  # Airflow processes that exited during the row, started again
     note: str = ""
 
     @property
@@ -462,14 +501,15 @@ def put_back(stack: Stack, hook: ChaosMeshHook, undo: Undo | None) -> None:
         undo()
     stack.sandbox.api_faults.clear()
     stack.sandbox.start_prometheus()
+    for server in (stack.postgres, stack.redis):
+        if server is not None:
+            server.start()  # nothing if it is up
     if stack.s3 is not None:
         stack.s3.start()
     stack.chaos.slack.start()
     stack.chaos.smtp.start()
-    for name, process in stack.chaos.stack.processes.items():
-        if process.poll() is not None:
-            log.warning("%s had exited (%s): started again", name, process.returncode)
-            stack.chaos.stack.restart(name)
+    for name in stack.chaos.stack.restart_exited():
+        log.warning("%s had exited: started again", name)
     for lease in hook.list_leases(label_selector=OWNED_SELECTOR):
         if LABEL_HEARTBEAT_OF in (lease.metadata.labels or {}):
             hook.delete_lease(lease.metadata.name, lease.metadata.namespace, lease.metadata.resource_version)
@@ -496,6 +536,7 @@ def one_row(stack: Stack, fault: str, step: str, experiment: str, bound_s: float
     broke_at: float | None = None
     try:
         with Timeline(chaos) as timeline:
+            triggered_at = time.time()
             run_id = chaos.admin.trigger(DAG_ID, conf={"experiment": experiment})
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while broke_at is None and time.monotonic() < deadline:
@@ -543,6 +584,8 @@ def one_row(stack: Stack, fault: str, step: str, experiment: str, bound_s: float
         for ti in chaos.admin.task_instances(DAG_ID, run_id):
             if ti["state"] == "failed":
                 row.failed[ti["task_id"]] = first_error(chaos, run_id, ti)
+        row.restarted = [f"{name} at {at - broke_at:+.1f} s" if broke_at else name
+                         for at, name in stack.restarted if at >= triggered_at]
         stored = stored_files(stack, run_id)
         row.result_json, row.report_html = "result.json" in stored, "report.html" in stored
     finally:

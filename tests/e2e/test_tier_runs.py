@@ -138,10 +138,12 @@ class FaultWatch:
 
 @contextmanager
 def chaos_on_airflow(
-    tmp_path_factory: pytest.TempPathFactory, sandbox, connections, executor: str = "LocalExecutor", *, s3: S3Server | None = None
+    tmp_path_factory: pytest.TempPathFactory, sandbox, connections, executor: str = "LocalExecutor", *, s3: S3Server | None = None,
+    database_url: str | None = None, broker_url: str | None = None,
 ) -> Iterator[Chaos]:
     """An Airflow with `executor` on the real dags/ and plugins/, every tier DAG loaded; stopped on exit.
-    Reports go to a folder; with `s3`, connection `aws_reports` reaches it too (`reports_in(s3)`)."""
+    Reports go to a folder; with `s3`, connection `aws_reports` reaches it too (`reports_in(s3)`).
+    `database_url` and `broker_url` as `start_stack` takes them."""
     reports = tmp_path_factory.mktemp("reports")
     include = make_include(tmp_path_factory.mktemp("chaos") / "include", reports)
     with SlackReceiver() as slack, SmtpServer() as smtp:
@@ -151,7 +153,8 @@ def chaos_on_airflow(
             "AIRFLOW_CONN_SMTP_DEFAULT": smtp.connection(),
             "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
         } | ({"AIRFLOW_CONN_AWS_REPORTS": s3.connection()} if s3 is not None else {})
-        stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env, executor=executor)
+        stack = start_stack(tmp_path_factory, ROOT / "dags", ROOT / "plugins", env, executor=executor,
+                            database_url=database_url, broker_url=broker_url)
         try:
             admin = stack.client("admin")
             assert admin.import_errors() == [], admin.import_errors()

@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from chaos_engineering.deployment import REQUIRED_AIRFLOW_SETTINGS
 from tests.monitoring.metric_names import REPO_ROOT
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
@@ -52,6 +53,18 @@ def test_airflow_services_run_celery_with_postgres_redis_and_every_connection(na
         assert env[conn] == f"${{{conn}}}"
     assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins", "./include:/opt/airflow/include"} <= set(SERVICES[name]["volumes"])
     assert SERVICES[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", AIRFLOW)
+def test_every_airflow_service_carries_the_settings_the_project_needs(name: str) -> None:
+    env = SERVICES[name]["environment"]
+    assert {key: env.get(key) for key in REQUIRED_AIRFLOW_SETTINGS} == REQUIRED_AIRFLOW_SETTINGS
+
+
+def test_the_helm_values_carry_the_settings_the_project_needs() -> None:
+    values = yaml.safe_load((REPO_ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    env = {item["name"]: item["value"] for item in values["env"]}
+    assert {key: env.get(key) for key in REQUIRED_AIRFLOW_SETTINGS} == REQUIRED_AIRFLOW_SETTINGS
 
 
 def test_every_bind_mounted_file_exists() -> None:

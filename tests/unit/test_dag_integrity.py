@@ -66,6 +66,14 @@ def test_fault_removal_and_lock_release_are_teardowns_of_the_lock(dagbag, tier):
 
 
 @pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
+def test_a_recovery_stage_measures_again_when_its_worker_died(dagbag, tier):
+    # Safe to retry: a retry after the deadline can only say `unobserved` or `deadline_missed`
+    # (triggers.stage_status), never that the stage held.
+    dag = dagbag.dags[TIER_DAGS[tier]]
+    assert [dag.get_task(f"recovery_{stage}").retries for stage in ("immediate", "short_term", "business")] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
 def test_safety_steps_never_retry_blindly(dagbag, tier):
     dag = dagbag.dags[TIER_DAGS[tier]]
     for task_id in ("preflight", "monitor", "window_guard", *APPROVALS[tier]):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from chaos_engineering.policy import Threshold
 from chaos_engineering.report.analysis import AnalysisSettings, analyse_run, beyond, compare, effective_thresholds, moment, worse_direction
+from chaos_engineering.operators.result import verdict
 from chaos_engineering.report.findings import RULES, evaluate
 from chaos_engineering.report.scores import business_metrics_of, health_score, impact_score
 from chaos_engineering.safety import bound_of, check, failed_reads_breach
@@ -80,6 +81,36 @@ def test_slow_recovery_past_its_stage_deadline():
     health = health_score(run, series)
     assert health.components["recovery"] == pytest.approx(1 / 3)
     assert result["verdict"] == "broken"
+
+
+def test_a_stage_first_checked_after_its_deadline_is_not_judged():
+    """Back when first looked at, but after the deadline (its worker died, the retry came late):
+    neither held nor slow: the run is aborted, the finding says what is known, with the series' time."""
+    result, series = synthetic_run(recovery={"immediate": ("unobserved", 312.0)})
+    run, findings = analysed(result, series)
+
+    assert (result["verdict"], result["verdict_reason"]) == (
+        "aborted", "recovery not observed in time, so not judged: immediate (first checked after its deadline)")
+    assert [f for f in findings if f.rule == "recovery-slow"] == []
+    unobserved = [f for f in findings if f.rule == "recovery-unobserved"]
+    assert [(f.stage, f.severity) for f in unobserved] == [("immediate", "warning")]
+    assert unobserved[0].detail.startswith("The immediate stage was first checked 312.0 s after the fault's removal, after its 60 s deadline, "
+                                           "and found back: whether it recovered in time is not known. In the series every stage metric")
+    assert not run.stages[0].met_deadline
+
+
+def test_a_stage_whose_task_failed_before_measuring_is_not_a_missed_deadline():
+    result, _ = synthetic_run()
+    result["recovery"]["short_term"] = None  # its worker was killed: no record, the task failed
+    result["task_states"]["recovery_short_term"] = "failed"
+
+    assert verdict(result) == ("aborted", "recovery not observed in time, so not judged: short_term (recovery_short_term failed before measuring)")
+
+
+def test_a_missed_deadline_outweighs_a_stage_not_observed():
+    result, _ = synthetic_run(recovery={"immediate": ("unobserved", 312.0), "business": ("deadline_missed", 900.0)})
+
+    assert (result["verdict"], result["verdict_reason"]) == ("broken", "recovery missed its deadline: business")
 
 
 def test_a_breach_detected_late():
@@ -257,7 +288,7 @@ def test_cliffs_delta_is_its_definition(window, baseline):
 
 
 def test_the_rule_ids():
-    tested = {"safety-breach", "recovery-slow", "not-back-to-baseline", "late-detection", "near-miss", "excursion-not-caught", "held-but-moved", "run-aborted", "data-gaps"}
+    tested = {"safety-breach", "recovery-slow", "recovery-unobserved", "not-back-to-baseline", "late-detection", "near-miss", "excursion-not-caught", "held-but-moved", "run-aborted", "data-gaps"}
     assert set(RULES) == tested
 
 

@@ -422,3 +422,16 @@ def test_a_document_beyond_windows_1252_embeds_unicode_fonts_and_keeps_every_cha
     mapped = {chr(int(code, 16)) for code in re.findall(rb"<([0-9a-f]{4})>", b"".join(re.findall(rb"beginbf(?:char|range)(.*?)endbf", pdf, re.S)))}
     assert set(hypothesis) - {" "} <= mapped
     assert b"Hypothesis: Zahlungsdienst f?llt" not in pdf and "fällt".encode("cp1252") not in pdf
+
+
+def test_a_stage_not_observed_in_time_is_said_so_in_every_form():
+    result, series = synthetic_run(recovery={"immediate": ("unobserved", 312.0)})
+    files = build_report(result, THRESHOLDS, series)
+    document = json.loads(files.report_json)
+    validate_report(document)
+
+    immediate = next(s for s in document["recovery"] if s["stage"] == "immediate")
+    assert (immediate["status"], immediate["met_deadline"]) == ("unobserved", False)
+    assert document["verdict"]["value"] == "aborted"
+    assert "not observed in time" in files.report_html
+    assert "recovery-unobserved" in [f["rule"] for f in document["findings"]]

@@ -148,7 +148,7 @@ def synthetic_run(
                 "at": removed + after,
                 "time_to_recover_s": after,
                 "values": {n: BASE[n] for n in POLICY.recovery.stages()[stage].thresholds},
-                "pending": [] if status == "recovered" else [f"{n} still beyond its bound" for n in POLICY.recovery.stages()[stage].thresholds],
+                "pending": [] if status in ("recovered", "unobserved") else [f"{n} still beyond its bound" for n in POLICY.recovery.stages()[stage].thresholds],
             }
             for stage, (status, after) in stages.items()
         },

@@ -190,3 +190,55 @@ FRESH = Beat("triggerer/1", dt.datetime(2026, 3, 1, 12, 4, 57, tzinfo=dt.timezon
 ], ids=["a-stop-resumed-between-two-checks", "an-expired-heartbeat", "no-heartbeat-at-all", "neither", "heartbeat-unreadable"])
 def test_a_vanished_fault_names_who_removed_it(halt, beat, beat_error, expected):
     assert removed_by(halt, SINCE, beat, NOW, 20.0, beat_error=beat_error) == expected
+
+
+# --- a recovery stage's status: recovered only when seen back in time ---------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from chaos_engineering.triggers import ON_TIME_S, stage_status  # noqa: E402
+
+moments = st.floats(min_value=0, max_value=10_000, allow_nan=False)
+
+
+@given(st.lists(st.text(min_size=1), max_size=3), moments, st.floats(min_value=0, max_value=100, allow_nan=False), moments)
+def test_a_stage_is_recovered_only_when_a_check_started_by_its_deadline_saw_it_back(pending, checked_at, took, deadline):
+    now = checked_at + took
+    status = stage_status(pending, checked_at, now, deadline)
+    if not pending:
+        # Back: in time, or first looked at late; never undecided, never missed.
+        assert status == ("recovered" if checked_at <= deadline + ON_TIME_S else "unobserved")
+    else:
+        # Not back: missed once the deadline has passed, else check again.
+        assert status == ("deadline_missed" if now >= deadline else None)
+
+
+def recovery_trigger(deadline_ts: float) -> RecoveryTrigger:
+    return RecoveryTrigger(prometheus_conn_id="p", kubernetes_conn_id="k", thresholds={}, baseline={}, interval_s=0.05, deadline_ts=deadline_ts)
+
+
+def first_event_of(trigger: RecoveryTrigger, answers: list[list[str]]) -> dict:
+    """The trigger's event when its checks find `answers` in turn (the last one for ever)."""
+    async def check_once(readings=None):
+        return (answers.pop(0) if len(answers) > 1 else answers[0]), {}
+
+    trigger.check_once = check_once
+
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(first())
+
+
+def test_a_recovery_trigger_resumed_after_its_deadline_does_not_claim_the_stage_held(monkeypatch):
+    """A triggerer that was down past the deadline finds the platform back: `unobserved`."""
+    import time
+
+    monkeypatch.setattr(triggers, "MIN_EVENT_DELAY_S", 0.0)
+    assert first_event_of(recovery_trigger(time.time() - 60), [[]])["status"] == "unobserved"
+    assert first_event_of(recovery_trigger(time.time() - 60), [["p95_latency not back"]])["status"] == "deadline_missed"
+    # Watched from before the deadline: back at the third check, in time.
+    event = first_event_of(recovery_trigger(time.time() + 30), [["p95_latency not back"], ["p95_latency not back"], []])
+    assert (event["status"], event["checks"]) == ("recovered", 3)

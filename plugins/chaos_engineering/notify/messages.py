@@ -360,6 +360,8 @@ def _stage_line(stage: str, record: Mapping[str, Any] | None) -> str:
     deadline = f"deadline {number(record.get('deadline_s'))} s"
     if record.get("status") == "recovered":
         return f"{stage}: recovered after {seconds(record.get('time_to_recover_s'))} ({deadline})"
+    if record.get("status") == "unobserved":
+        return f"{stage}: not observed in time: first checked {seconds(record.get('time_to_recover_s'))} after removal ({deadline}), back by then"
     pending = "; ".join(record.get("pending") or [])
     return f"{stage}: missed its {deadline}" + (f" (still: {pending})" if pending else "")
 

@@ -15,7 +15,7 @@ from chaos_engineering.hooks.prometheus import PrometheusHook
 from chaos_engineering.operators.common import policy_or_fail
 from chaos_engineering.reach import selected_namespaces
 from chaos_engineering.targets import label_selector
-from chaos_engineering.triggers import RecoveryTrigger
+from chaos_engineering.triggers import RecoveryTrigger, stage_status
 
 STAGES = ("immediate", "short_term", "business")
 
@@ -74,10 +74,12 @@ class RecoveryStageSensor(BaseSensorOperator):
             targets=target_queries(self.plan) if stage.require_targets_ready else [],
             query_timeout_s=policy.safety.query_timeout,
         )
-        # Often already back by now: then no deferral at all (and no trigger round trip).
+        # Often already back by now: then no deferral at all (and no trigger round trip). A stage
+        # that starts after its deadline (a retry, a late scheduler) is decided by this check.
+        checked_at = time.time()
         pending, values = asyncio.run(trigger.check_once())
-        if not pending:
-            return self.execute_complete(context, {"status": "recovered", "at": time.time(), "checks": 1, "values": values})
+        if (status := stage_status(pending, checked_at, time.time(), trigger.deadline_ts)) is not None:
+            return self.execute_complete(context, {"status": status, "at": time.time(), "checks": 1, "values": values, "pending": pending})
         self.log.info("%s recovery pending: %s", self.stage, "; ".join(pending))
         self.defer(trigger=trigger, method_name="execute_complete", timeout=dt.timedelta(seconds=stage.deadline + 120))
 
@@ -94,6 +96,12 @@ class RecoveryStageSensor(BaseSensorOperator):
             "pending": event.get("pending", []),
         }
         context["ti"].xcom_push(key="recovery", value=result)
+        if event["status"] == "unobserved":
+            raise AirflowFailException(
+                f"{self.stage} recovery not observed within its {deadline_s:g} s deadline: first checked "
+                f"{result['time_to_recover_s']:.0f} s after the fault's removal (a worker, the triggerer or the scheduler was "
+                "down or late), back by then; whether it recovered in time is not known"
+            )
         if event["status"] != "recovered":
             raise AirflowFailException(f"{self.stage} recovery missed its {deadline_s:g} s deadline: " + "; ".join(event.get("pending", [])))
         self.log.info("%s recovery after %.1f s (deadline %g s)", self.stage, result["time_to_recover_s"], deadline_s)

@@ -119,9 +119,17 @@ def verdict(result: dict[str, Any]) -> tuple[str, str]:
     drill = result.get("drill") or {}
     if drill.get("status") == "missed":
         return "broken", "disaster-recovery targets missed: " + "; ".join(drill["reasons"])
-    missed = [s for s, r in result["recovery"].items() if r is not None and r["status"] != "recovered"]
-    if missed or any(states.get(f"recovery_{s}") == "failed" for s in STAGES):
-        return "broken", f"recovery missed its deadline: {', '.join(missed) or 'see task states'}"
+    recovery = result["recovery"]
+    missed = [s for s, r in recovery.items() if r is not None and r["status"] == "deadline_missed"]
+    if missed:
+        return "broken", f"recovery missed its deadline: {', '.join(missed)}"
+    # Neither held nor missed: a stage first looked at after its deadline, or whose task failed
+    # before it measured anything (its worker died): the hypothesis was not judged.
+    unjudged = [f"{s} (first checked after its deadline)" for s, r in recovery.items() if r is not None and r["status"] == "unobserved"]
+    unjudged += [f"{s} (recovery_{s} failed before measuring)" for s in STAGES
+                 if recovery.get(s) is None and states.get(f"recovery_{s}") == "failed"]
+    if unjudged:
+        return "aborted", f"recovery not observed in time, so not judged: {', '.join(unjudged)}"
     if monitor.get("status") == "completed" and all(r and r["status"] == "recovered" for r in result["recovery"].values()):
         return "held", "no threshold breached and every recovery stage met its deadline"
     failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))

@@ -126,7 +126,7 @@ class BreachTiming:
 @dataclass(frozen=True)
 class StageTiming:
     stage: str
-    status: str  # recovered | deadline_missed | not_run
+    status: str  # recovered | deadline_missed | unobserved | not_run (triggers.stage_status)
     deadline_s: float | None
     at: float | None
     time_to_recover_s: float | None

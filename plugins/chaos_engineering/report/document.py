@@ -13,7 +13,7 @@ import pandas as pd
 
 from chaos_engineering.report.analysis import RunAnalysis, moment
 from chaos_engineering.report.findings import Finding
-from chaos_engineering.report.schema import REPORT_SCHEMA_VERSION
+from chaos_engineering.report.schema import REPORT_SCHEMA_VERSION, STAGE_STATUSES
 from chaos_engineering.report.scores import Score
 
 VERDICT_LABELS = {"held": "hypothesis held", "broken": "hypothesis broken", "aborted": "aborted", "dry_run": "dry run"}
@@ -417,7 +417,7 @@ def build_document(
         "recovery": [
             {
                 "stage": s.stage,
-                "status": s.status if s.status in ("recovered", "deadline_missed", "not_run") else "unknown",
+                "status": s.status if s.status in STAGE_STATUSES else "unknown",
                 "deadline_s": s.deadline_s,
                 "at": iso(s.at),
                 "time_to_recover_s": s.time_to_recover_s,

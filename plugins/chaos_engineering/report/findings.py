@@ -88,14 +88,12 @@ def safety_breach(run: RunAnalysis) -> Iterator[Finding]:
 @rule("recovery-slow")
 def recovery_slow(run: RunAnalysis) -> Iterator[Finding]:
     for stage in run.stages:
-        if stage.status == "not_run" or stage.met_deadline:
+        if stage.status in ("not_run", "unobserved") or stage.met_deadline:
             continue
         measured = f"{stage.time_to_recover_s:.1f} s" if stage.time_to_recover_s is not None else "no time recorded"
         how = "recovered only after" if stage.status == "recovered" else "had not recovered after"
         pending = f" Still pending: {'; '.join(stage.pending)}." if stage.pending else ""
-        seen = ""
-        if stage.series_time_to_recover_s is not None:
-            seen = f" In the series every stage metric was within its bound {stage.series_time_to_recover_s:.1f} s after removal."
+        seen = _series_seen(stage)
         yield Finding(
             rule="recovery-slow",
             severity="critical",
@@ -111,6 +109,34 @@ def recovery_slow(run: RunAnalysis) -> Iterator[Finding]:
                 "status": stage.status,
                 "series_time_to_recover_s": stage.series_time_to_recover_s,
             },
+            stage=stage.stage,
+        )
+
+
+def _series_seen(stage) -> str:
+    if stage.series_time_to_recover_s is None:
+        return ""
+    return f" In the series every stage metric was within its bound {stage.series_time_to_recover_s:.1f} s after removal."
+
+
+@rule("recovery-unobserved")
+def recovery_unobserved(run: RunAnalysis) -> Iterator[Finding]:
+    for stage in run.stages:
+        if stage.status != "unobserved":
+            continue
+        first = f"{stage.time_to_recover_s:.1f} s" if stage.time_to_recover_s is not None else "an unrecorded time"
+        yield Finding(
+            rule="recovery-unobserved",
+            severity="warning",
+            title=f"{stage.stage} recovery not observed in time",
+            detail=(f"The {stage.stage} stage was first checked {first} after the fault's removal, after its "
+                    f"{_seconds(stage.deadline_s)} deadline, and found back: whether it recovered in time is not known.{_series_seen(stage)}"),
+            recommendation=(
+                f"Find why the {stage.stage} check ran late (this run's worker, triggerer and scheduler logs), then run the experiment "
+                "again: the hypothesis was not judged."
+            ),
+            evidence={"time_to_recover_s": stage.time_to_recover_s, "deadline_s": stage.deadline_s, "status": stage.status,
+                      "series_time_to_recover_s": stage.series_time_to_recover_s},
             stage=stage.stage,
         )
 

@@ -13,7 +13,7 @@ from chaos_engineering.report.plots import Chart
 VERDICT_COLOURS = {"held": "#188038", "broken": "#d93025", "aborted": "#e37400", "dry_run": "#5f6368"}
 #: How a safety decision and a recovery stage read: a step the run never reached is neutral, not a failure.
 DECISION_LABELS = {"pass": "pass", "fail": "fail", "not_run": "not reached"}
-STAGE_LABELS = {"recovered": "recovered", "deadline_missed": "deadline missed", "not_run": "not reached", "unknown": "unknown"}
+STAGE_LABELS = {"recovered": "recovered", "deadline_missed": "deadline missed", "unobserved": "not observed in time", "not_run": "not reached", "unknown": "unknown"}
 
 
 def number(value: Any, digits: int = 4) -> str:

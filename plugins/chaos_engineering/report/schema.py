@@ -15,7 +15,7 @@ REPORT_SCHEMA_ID = f"https://airflow-chaos.dev/schemas/report/v{REPORT_SCHEMA_VE
 
 VERDICTS = ("held", "broken", "aborted", "dry_run")
 JUDGEMENTS = ("rose", "fell", "no significant change", "insufficient data")
-STAGE_STATUSES = ("recovered", "deadline_missed", "not_run", "unknown")
+STAGE_STATUSES = ("recovered", "deadline_missed", "unobserved", "not_run", "unknown")
 ENDINGS = ("duration", "breach", "emergency_stop", "watchdog", "outside", "teardown", "unknown")
 
 _NUMBER = {"type": ["number", "null"]}
