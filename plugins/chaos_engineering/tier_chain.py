@@ -36,6 +36,12 @@ from chaos_engineering.rules import effective_duration, fault_actions, network_t
 CHAIN = ("plan", "dry_run_gate", "approvals", "window_guard", "preflight", "acquire_lock", "inject",
          "monitor", "remove_fault", *(f"recovery_{s}" for s in STAGES), "release_lock", "write_result", "report", "verdict")
 
+#: The Airflow retries of the steps that must finish whatever broke (the removal, the lock's
+#: release, the result and the report): a worker that died under one, or an API server that was
+#: down when it started (the task cannot even begin), ridden out for over 3 minutes: retries after
+#: 5, 10, 20, 40, 60 and 60 s. A step that fails on purpose (AirflowFailException) never retries.
+MUST_FINISH = {"retries": 6, "retry_delay": 5, "retry_exponential_backoff": 2.0, "max_retry_delay": 60}
+
 
 def experiment_summary(experiment: Experiment, policy: SafetyPolicy) -> dict[str, str]:
     """What the trigger form shows of one experiment: its target, action, blast radius and duration."""
@@ -175,9 +181,9 @@ def wire_tier_chain(
         monitor = ScenarioMonitorSensor(
             task_id="monitor", scenario=scenario, plan=plan.output, fault=inject.output, preflight=preflight.output, retries=0, **both
         )
-    # It retries by itself (until every object is gone or 2 x safety.deletion_timeout); one Airflow
-    # retry is for a worker that died under it.
-    remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, retries=1, retry_delay=5, **cluster)
+    # It retries by itself (until every object is gone or 2 x safety.deletion_timeout); its Airflow
+    # retries (MUST_FINISH) are for a worker that died under it or an API server it could not start on.
+    remove = RemoveFaultOperator(task_id="remove_fault", plan=plan.output, **MUST_FINISH, **cluster)
     stages = [
         RecoveryStageSensor(
             task_id=f"recovery_{stage}",
@@ -195,9 +201,9 @@ def wire_tier_chain(
         )
         for index, stage in enumerate(STAGES)
     ]
-    release = ReleaseLockOperator(task_id="release_lock", plan=plan.output, retries=3, retry_delay=5, **cluster)
-    result = WriteResultOperator(task_id="write_result", trigger_rule=TriggerRule.ALL_DONE, retries=2, retry_delay=5)
-    report = RunReportOperator(task_id="report", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE, retries=1, retry_delay=5, prometheus_conn_id=prometheus_conn_id)
+    release = ReleaseLockOperator(task_id="release_lock", plan=plan.output, **MUST_FINISH, **cluster)
+    result = WriteResultOperator(task_id="write_result", trigger_rule=TriggerRule.ALL_DONE, **MUST_FINISH)
+    report = RunReportOperator(task_id="report", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE, **MUST_FINISH, prometheus_conn_id=prometheus_conn_id)
     verdict = RunVerdictOperator(task_id="verdict", outcome=result.output, trigger_rule=TriggerRule.ALL_DONE)
 
     plan >> gate >> approvals[0]

@@ -73,6 +73,22 @@ def test_a_recovery_stage_measures_again_when_its_worker_died(dagbag, tier):
     assert [dag.get_task(f"recovery_{stage}").retries for stage in ("immediate", "short_term", "business")] == [1, 1, 1]
 
 
+def retry_span_s(task) -> float:
+    """How long a task's Airflow retries keep trying: the sum of its waits (Airflow's backoff, capped)."""
+    delay, factor = task.retry_delay.total_seconds(), task.retry_exponential_backoff or 1.0
+    cap = task.max_retry_delay.total_seconds() if task.max_retry_delay else float("inf")
+    return sum(min(delay * factor**n, cap) for n in range(task.retries))
+
+
+@pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
+def test_the_steps_that_must_finish_outlast_an_api_server_restart(dagbag, tier):
+    # The campaign's api-server-kill during removal: two tries 5 s apart both fell inside the
+    # restart, and the run left its object and its lock.
+    dag = dagbag.dags[TIER_DAGS[tier]]
+    for task_id in ("remove_fault", "release_lock", "write_result", "report"):
+        assert retry_span_s(dag.get_task(task_id)) >= 180, task_id
+
+
 @pytest.mark.parametrize("tier", list(Tier), ids=[t.value for t in Tier])
 def test_safety_steps_never_retry_blindly(dagbag, tier):
     dag = dagbag.dags[TIER_DAGS[tier]]
