@@ -70,7 +70,7 @@ from chaos_engineering import watchdog  # noqa: E402
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook  # noqa: E402
 from sandbox.runner import Sandbox  # noqa: E402
 from tests.e2e.own_stack import DAG_ID, FAULTS, STEPS, WATCHDOG_BOUND_S, Row, Stack, invariants, one_row, p1_s, supervise  # noqa: E402
-from tests.e2e.stack_services import PostgresServer, RedisServer  # noqa: E402
+from tests.e2e.stack_services import PostgresServer, PrometheusProxy, RedisServer  # noqa: E402
 from tests.e2e.test_tier_runs import NAMESPACE, REPORTS_BUCKET, chaos_on_airflow, reports_in  # noqa: E402
 from tests.integration.receivers import S3Server  # noqa: E402
 
@@ -135,10 +135,12 @@ def campaign_stack(state: Path, console: Console, *, executor: str = "LocalExecu
         # Airflow's database and broker on servers of the campaign's own: rows restart them.
         postgres = servers.enter_context(PostgresServer())
         redis = servers.enter_context(RedisServer()) if executor == "CeleryExecutor" else None
+        # Airflow reads Prometheus through a proxy that rows make slow, trickling, empty or NaN.
+        prometheus = servers.enter_context(PrometheusProxy(sandbox.prometheus_url))
         connections = {
             "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": {
                 "kube_config_path": str(sandbox.kubeconfig_path), "namespace": NAMESPACE}}),
-            "AIRFLOW_CONN_PROMETHEUS_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.prometheus_url}),
+            "AIRFLOW_CONN_PROMETHEUS_DEFAULT": json.dumps({"conn_type": "http", "host": prometheus.url}),
             "AIRFLOW_CONN_PUSHGATEWAY_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.pushgateway_url}),
             # The disaster-recovery drill's canary probe (benchmarks/load.py runs drills too).
             "AIRFLOW_CONN_DR_PROBE_DEFAULT": json.dumps({"conn_type": "http", "host": sandbox.metrics_url}),
@@ -155,7 +157,7 @@ def campaign_stack(state: Path, console: Console, *, executor: str = "LocalExecu
                     "stop": stop_watchdog, "pushgateway_conn_id": "pushgateway_default"})
                 sweeper.start()
             console.print(f"P1 {p1_s(chaos):.1f} s, watchdog bound {WATCHDOG_BOUND_S:.0f} s")
-            stack = Stack(sandbox, chaos, outage_s, s3, postgres, redis)
+            stack = Stack(sandbox, chaos, outage_s, s3, postgres, redis, prometheus)
             supervisor = threading.Thread(target=supervise, args=(stack, stop_supervisor), daemon=True)
             supervisor.start()
             try:
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--executor", default="LocalExecutor", choices=("LocalExecutor", "CeleryExecutor"))
     parser.add_argument("--experiment", default="cache-slow-quick", help="a short low-tier experiment of the e2e include")
-    parser.add_argument("--outage", type=float, default=30.0, help="seconds prometheus-stop keeps Prometheus down")
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds a prometheus-* or s3-down row keeps its part broken")
     parser.add_argument("--no-watchdog", action="store_true", help="run without the dead-man watchdog")
     parser.add_argument("--keep", action="store_true", help="keep the state folder (logs, reports)")
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ from sandbox.airflow_stack import CELERY_WORKER
 from sandbox.runner import Sandbox
 from sandbox.steady import wait_steady
 from tests.e2e.test_tier_runs import NAMESPACE, Chaos, FaultWatch, clean_up_after, policy_of
-from tests.e2e.stack_services import PostgresServer, RedisServer
+from tests.e2e.stack_services import PostgresServer, PrometheusProxy, RedisServer
 from tests.integration.receivers import S3Server
 
 DAG_ID = "chaos_low_risk"
@@ -94,6 +94,7 @@ class Stack:
     s3: S3Server | None = None  # the reports' storage, when the policy writes them to S3
     postgres: PostgresServer | None = None  # Airflow's metadata database server, when it is the campaign's own
     redis: RedisServer | None = None  # the Celery broker's server, when it is the campaign's own
+    prometheus: PrometheusProxy | None = None  # between Airflow and Prometheus, when the campaign put one there
     #: (time.time(), name) of every Airflow process the supervisor (`supervise`) started again.
     restarted: list[tuple[float, str]] = field(default_factory=list)
 
@@ -114,10 +115,42 @@ def prometheus_stop(stack: Stack) -> Undo:
     return undo
 
 
+def _prometheus_answering(mode: str) -> Callable[[Stack], Undo]:
+    def fault(stack: Stack) -> Undo:
+        if stack.prometheus is None:
+            raise ValueError(f"prometheus-{mode} needs the proxy between Airflow and Prometheus (Stack.prometheus)")
+        stack.prometheus.set(mode)
+        timer = threading.Timer(stack.outage_s, stack.prometheus.set, args=("pass",))
+        timer.start()
+
+        def undo() -> None:
+            timer.cancel()
+            stack.prometheus.set("pass")
+
+        return undo
+
+    fault.__doc__ = f"Prometheus's query answers {mode} (PrometheusProxy) for `outage_s`, then right again."
+    return fault
+
+
 def kube_delete_500(stack: Stack) -> Undo:
     """The Kubernetes API answers the next three DELETEs of chaos objects with 500."""
     stack.sandbox.api_faults.inject(r".*/(podchaos|networkchaos|stresschaos|iochaos|httpchaos)/.*", "error",
                                     verb="DELETE", status=500, times=3)
+    return stack.sandbox.api_faults.clear
+
+
+def kube_delete_hang(stack: Stack) -> Undo:
+    """The next three DELETEs of chaos objects hang 30 s, past the hook's deadline (dropped, never served)."""
+    stack.sandbox.api_faults.inject(r".*/(podchaos|networkchaos|stresschaos|iochaos|httpchaos)/.*", "hang",
+                                    verb="DELETE", seconds=30, times=3)
+    return stack.sandbox.api_faults.clear
+
+
+def kube_lease_500(stack: Stack) -> Undo:
+    """The next three Lease writes (lock, heartbeats, halt) answer 500."""
+    stack.sandbox.api_faults.inject(r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases/.*", "error",
+                                    verb="PUT", status=500, times=3)
     return stack.sandbox.api_faults.clear
 
 
@@ -137,6 +170,13 @@ def kube_create_409(stack: Stack) -> Undo:
     had landed, though nothing is there: inject must find no object of its run and fail, nothing injected."""
     stack.sandbox.api_faults.inject(CHAOS_COLLECTION, "error", verb="POST", status=409, reason="AlreadyExists",
                                     message="object already exists (injected by the campaign: nothing was created)", times=1)
+    return stack.sandbox.api_faults.clear
+
+
+def kube_create_500(stack: Stack) -> Undo:
+    """The next create of a chaos object answers 500 (nothing stored): inject must find no object
+    of its run and fail, nothing injected."""
+    stack.sandbox.api_faults.inject(CHAOS_COLLECTION, "error", verb="POST", status=500, times=1)
     return stack.sandbox.api_faults.clear
 
 
@@ -231,8 +271,12 @@ FAULTS: dict[str, Callable[[Stack], Undo]] = {
     "none": nothing_broken,
     "emergency-stop": emergency_stop_pressed,
     "prometheus-stop": prometheus_stop,
+    **{f"prometheus-{mode}": _prometheus_answering(mode) for mode in ("slow", "trickle", "empty", "nan")},
     "kube-delete-500": kube_delete_500,
+    "kube-delete-hang": kube_delete_hang,
+    "kube-lease-500": kube_lease_500,
     "kube-lease-hang": kube_lease_hang,
+    "kube-create-500": kube_create_500,
     "kube-create-409": kube_create_409,
     "kube-create-hang": kube_create_hang,
     "kube-create-lose-reply": kube_create_lose_reply,
@@ -501,6 +545,8 @@ def put_back(stack: Stack, hook: ChaosMeshHook, undo: Undo | None) -> None:
         undo()
     stack.sandbox.api_faults.clear()
     stack.sandbox.start_prometheus()
+    if stack.prometheus is not None:
+        stack.prometheus.set("pass")
     for server in (stack.postgres, stack.redis):
         if server is not None:
             server.start()  # nothing if it is up

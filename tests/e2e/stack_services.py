@@ -1,4 +1,5 @@
-"""A PostgreSQL server and a Redis server of the campaign's own, which its rows may restart.
+"""A PostgreSQL server and a Redis server of the campaign's own, which its rows may restart, and a
+proxy in front of Prometheus that its rows make slow, trickling, empty or NaN.
 
 The machine's PostgreSQL and Redis serve everyone on it (the test suite, a developer's Airflow);
 restarting them would break far more than the run under test. These are started from the
@@ -12,15 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import redis
+import requests
 
 from tests.integration.receivers import free_port
 
@@ -168,3 +173,104 @@ class RedisServer:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+class PrometheusProxy:
+    """Between Airflow and Prometheus (the connection points here): passes every request through,
+    or, while `mode` says so, answers the queries (/api/v1/query and query_range) as a failing
+    Prometheus would: `slow` (each answer held `seconds`, past the reads' deadline), `trickle` (the
+    status line and headers, then one body byte per 0.5 s for as long as the mode lasts), `empty`
+    (a successful query with no series), `nan` (Prometheus's own answer with every sample NaN).
+    Everything else (runtime information, targets) always passes through."""
+
+    MODES = ("pass", "slow", "trickle", "empty", "nan")
+    QUERIES = ("/api/v1/query", "/api/v1/query_range")
+
+    def __init__(self, upstream: str, seconds: float = 10.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.seconds = seconds
+        self.mode = "pass"
+        self.port = free_port()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set(self, mode: str) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"mode {mode!r} is not one of {self.MODES}")
+        self.mode = mode
+
+    def _upstream(self, handler: BaseHTTPRequestHandler, body: bytes) -> requests.Response:
+        return requests.request(handler.command, self.upstream + handler.path, data=body or None, timeout=30,
+                                headers={k: v for k, v in handler.headers.items() if k.lower() == "content-type"})
+
+    def _answer(self, handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        mode = self.mode if handler.path.split("?")[0] in self.QUERIES else "pass"
+        if mode == "trickle":
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", "1000000")
+            handler.end_headers()
+            while self.mode == "trickle":
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.5)
+            return  # the announced body never completes: the client's deadline ends it
+        if mode == "empty":
+            kind = "matrix" if handler.path.startswith("/api/v1/query_range") else "vector"
+            return self._answer(handler, 200, json.dumps({"status": "success", "data": {"resultType": kind, "result": []}}).encode())
+        if mode == "slow":
+            time.sleep(self.seconds)
+        answer = self._upstream(handler, body)
+        if mode == "nan" and answer.ok:
+            document = answer.json()
+            for series in document.get("data", {}).get("result", []):
+                if "value" in series:
+                    series["value"][1] = "NaN"
+                for sample in series.get("values", []):
+                    sample[1] = "NaN"
+            return self._answer(handler, answer.status_code, json.dumps(document).encode())
+        self._answer(handler, answer.status_code, answer.content)
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with contextlib.suppress(OSError):  # a client that gave up (trickle, slow)
+                    proxy._handle(self)
+
+            do_POST = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self.mode = "pass"  # ends any trickle
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> PrometheusProxy:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

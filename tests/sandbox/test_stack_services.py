@@ -115,3 +115,75 @@ def test_nothing_is_started_again_once_the_stack_is_stopped(stack: AirflowStack)
 
     assert stack.restart_exited() == []
     assert all(p.poll() is not None for p in stack.processes.values())
+
+
+# --- the proxy in front of Prometheus ---------------------------------------------------------------
+
+import json  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+import requests  # noqa: E402
+
+from tests.e2e.stack_services import PrometheusProxy  # noqa: E402
+from tests.integration.receivers import free_port  # noqa: E402
+
+VECTOR = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, "20"]}]}}
+MATRIX = {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1.0, "20"], [2.0, "21"]]}]}}
+RUNTIME = {"status": "success", "data": {"startTime": "2026-12-06T00:00:00Z"}}
+
+
+@pytest.fixture
+def proxy():
+    """The proxy in front of a server answering as Prometheus does."""
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            body = json.dumps({"/api/v1/query": VECTOR, "/api/v1/query_range": MATRIX}.get(path, RUNTIME)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", free_port()), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    with PrometheusProxy(f"http://127.0.0.1:{upstream.server_address[1]}", seconds=3) as made:
+        yield made
+    upstream.shutdown()
+    upstream.server_close()
+
+
+def get(proxy: PrometheusProxy, path: str, timeout: float = 5) -> dict:
+    return requests.get(proxy.url + path, timeout=timeout).json()
+
+
+def test_the_proxy_passes_prometheus_through_and_answers_each_failure_mode(proxy: PrometheusProxy) -> None:
+    assert get(proxy, "/api/v1/query?query=up") == VECTOR
+    proxy.set("empty")
+    assert get(proxy, "/api/v1/query?query=up")["data"] == {"resultType": "vector", "result": []}
+    assert get(proxy, "/api/v1/query_range?query=up")["data"] == {"resultType": "matrix", "result": []}
+    assert get(proxy, "/api/v1/status/runtimeinfo") == RUNTIME  # never affected
+    proxy.set("nan")
+    assert get(proxy, "/api/v1/query?query=up")["data"]["result"][0]["value"] == [1.0, "NaN"]
+    assert [v for _, v in get(proxy, "/api/v1/query_range?query=up")["data"]["result"][0]["values"]] == ["NaN", "NaN"]
+    proxy.set("slow")
+    with pytest.raises(requests.ReadTimeout):
+        get(proxy, "/api/v1/query?query=up", timeout=1)
+    proxy.set("trickle")
+    with requests.get(proxy.url + "/api/v1/query?query=up", timeout=2, stream=True) as answer:
+        # A byte every 0.5 s: no per-read timeout fires, the announced body never completes.
+        started, received = time.monotonic(), b""
+        for chunk in answer.iter_content(1):
+            received += chunk
+            if time.monotonic() - started > 2.5:
+                break
+        assert answer.headers["Content-Length"] == "1000000" and 3 <= len(received) <= 7
+        proxy.set("pass")  # ends the trickle
+    proxy.set("pass")
+    assert get(proxy, "/api/v1/query?query=up") == VECTOR
+    with pytest.raises(ValueError):
+        proxy.set("down")
