@@ -248,6 +248,30 @@ def smtp_down(stack: Stack) -> Undo:
     return stack.chaos.smtp.start
 
 
+#: How late a slow Slack or SMTP server answers: past every notifier's timeout.
+SLOW_CHANNEL_S = 60.0
+
+
+def slack_slow(stack: Stack) -> Undo:
+    """The Slack webhook answers SLOW_CHANNEL_S late for the rest of the run: the run must not wait on it."""
+    stack.chaos.slack.delay_s = SLOW_CHANNEL_S
+
+    def undo() -> None:
+        stack.chaos.slack.delay_s = 0.0
+
+    return undo
+
+
+def smtp_slow(stack: Stack) -> Undo:
+    """The SMTP server acknowledges each message SLOW_CHANNEL_S late for the rest of the run."""
+    stack.chaos.smtp.inbox.delay_s = SLOW_CHANNEL_S
+
+    def undo() -> None:
+        stack.chaos.smtp.inbox.delay_s = 0.0
+
+    return undo
+
+
 def emergency_stop_pressed(stack: Stack) -> Undo:
     """An operator's emergency stop (`chaosctl stop`), not a failure: the faults must be gone within
     STOP_FAULT_BOUND_S of it whatever the run was doing. Undone by resuming."""
@@ -282,6 +306,8 @@ FAULTS: dict[str, Callable[[Stack], Undo]] = {
     "kube-create-lose-reply": kube_create_lose_reply,
     "slack-down": slack_down,
     "smtp-down": smtp_down,
+    "slack-slow": slack_slow,
+    "smtp-slow": smtp_slow,
     "s3-down": s3_down,
     "triggerer-kill": _component_kill("triggerer"),
     "scheduler-kill": _component_kill("scheduler"),

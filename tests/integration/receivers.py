@@ -3,11 +3,13 @@ servers that accept a connection and never answer (the worst a channel can do to
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
 import socket
 import threading
+import time
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,12 +26,14 @@ def free_port() -> int:
 
 
 class SlackReceiver:
-    """Answers webhook posts like Slack (`200 ok`, or `status`/`body` when told) and keeps them."""
+    """Answers webhook posts like Slack (`200 ok`, or `status`/`body` when told) and keeps them;
+    each answer `delay_s` late (a slow Slack)."""
 
     def __init__(self, status: int = 200, body: bytes = b"ok") -> None:
         self.payloads: list[dict] = []
         self.paths: list[str] = []
         self.status, self.body = status, body
+        self.delay_s = 0.0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +41,7 @@ class SlackReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 receiver.paths.append(self.path)
                 receiver.payloads.append(json.loads(self.rfile.read(length) or b"{}"))
+                time.sleep(receiver.delay_s)
                 self.send_response(receiver.status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(receiver.body)))
@@ -87,8 +92,10 @@ class SlackReceiver:
 class _Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self.delay_s = 0.0  # how late each message is acknowledged (a slow SMTP server)
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        await asyncio.sleep(self.delay_s)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
