@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos_engineering.report.analysis import FELL, ROSE, MetricAnalysis, RunAnalysis
+from chaos_engineering.report.analysis import FELL, ROSE, MetricAnalysis, RunAnalysis, StageTiming
 
 SEVERITIES = ("critical", "warning", "info")
 
@@ -85,6 +85,13 @@ def safety_breach(run: RunAnalysis) -> Iterator[Finding]:
     )
 
 
+def _series_seen(stage: StageTiming) -> str:
+    """What the series says of a stage: when every one of its metrics was within bound again."""
+    if stage.series_time_to_recover_s is None:
+        return ""
+    return f" In the series every stage metric was within its bound {stage.series_time_to_recover_s:.1f} s after removal."
+
+
 @rule("recovery-slow")
 def recovery_slow(run: RunAnalysis) -> Iterator[Finding]:
     for stage in run.stages:
@@ -111,12 +118,6 @@ def recovery_slow(run: RunAnalysis) -> Iterator[Finding]:
             },
             stage=stage.stage,
         )
-
-
-def _series_seen(stage) -> str:
-    if stage.series_time_to_recover_s is None:
-        return ""
-    return f" In the series every stage metric was within its bound {stage.series_time_to_recover_s:.1f} s after removal."
 
 
 @rule("recovery-unobserved")
