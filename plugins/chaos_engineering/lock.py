@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubernetes.client import V1Lease, V1LeaseSpec, V1ObjectMeta
@@ -119,24 +120,24 @@ class ExperimentLock:
     def release(self, holder: str) -> bool:
         """Release only our own lock: a teardown of a run that never got it must not free
         another run's. True when a lease of ours was deleted."""
-        lease = self.hook.get_lease(self.name, self.namespace)
-        current = _state(lease) if lease else None
-        if current is None or current.holder != holder:
-            return False
-        return self._delete(current)
+        return self._delete_while(lambda current: current is not None and current.holder == holder) is not None
+
+    def release_expired(self, now: dt.datetime) -> LockState | None:
+        """Maintenance: free the lock only while it is expired (a run that takes it over meanwhile
+        keeps it); returns the stale holding released, or None."""
+        return self._delete_while(lambda current: current is None or current.expired(now))
 
     def force_release(self) -> LockState | None:
-        """Emergency stop and maintenance: free the lock whoever holds it; returns who held it."""
-        lease = self.hook.get_lease(self.name, self.namespace)
-        current = _state(lease) if lease else None
-        if lease is not None:
-            self.hook.delete_lease(self.name, self.namespace, lease.metadata.resource_version)
-        return current
+        """Emergency stop: free the lock whoever holds it; returns who held it."""
+        return self._delete_while(lambda current: True)
 
-    def _delete(self, current: LockState) -> bool:
-        try:
-            return self.hook.delete_lease(self.name, self.namespace, current.resource_version)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False  # renewed or taken meanwhile: not ours to delete any more
-            raise
+    def _delete_while(self, judge: Callable[[LockState | None], bool]) -> LockState | None:
+        """Delete the Lease while `judge` holds of its holding as read (read again after a 409);
+        returns the holding deleted, None when nothing was (no Lease, no holder, or judged not to)."""
+        seen: list[LockState | None] = []
+
+        def ours(lease: V1Lease) -> bool:
+            seen.append(_state(lease))
+            return judge(seen[-1])
+
+        return seen[-1] if self.hook.delete_lease_while(self.name, self.namespace, ours) else None

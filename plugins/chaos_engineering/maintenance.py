@@ -146,9 +146,8 @@ def clean_chaos_objects(
 def release_stale_lock(hook: ChaosMeshHook, namespace: str, report: MaintenanceReport, *, now: dt.datetime) -> None:
     lock = ExperimentLock(hook, namespace)
     try:
-        state = lock.state()
-        if state is not None and state.expired(now):
-            lock.force_release()
+        state = lock.release_expired(now)
+        if state is not None:
             report.stale_lock = state
             log.warning("stale lock of %s released (expired %s)", state.holder, state.expires())
     except Exception as exc:

@@ -140,6 +140,13 @@ def kube_delete_500(stack: Stack) -> Undo:
     return stack.sandbox.api_faults.clear
 
 
+def kube_delete_409(stack: Stack) -> Undo:
+    """The Kubernetes API answers the next three DELETEs of chaos objects with 409 Conflict."""
+    stack.sandbox.api_faults.inject(r".*/(podchaos|networkchaos|stresschaos|iochaos|httpchaos)/.*", "error",
+                                    verb="DELETE", status=409, reason="Conflict", times=3)
+    return stack.sandbox.api_faults.clear
+
+
 def kube_delete_hang(stack: Stack) -> Undo:
     """The next three DELETEs of chaos objects hang 30 s, past the hook's deadline (dropped, never served)."""
     stack.sandbox.api_faults.inject(r".*/(podchaos|networkchaos|stresschaos|iochaos|httpchaos)/.*", "hang",
@@ -152,6 +159,21 @@ def kube_lease_500(stack: Stack) -> Undo:
     stack.sandbox.api_faults.inject(r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases/.*", "error",
                                     verb="PUT", status=500, times=3)
     return stack.sandbox.api_faults.clear
+
+
+#: A Lease by name (read, replace, delete) and the Lease collection (create).
+LEASE = r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases/[^/]+"
+LEASES = r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases"
+
+
+def kube_lease_409(stack: Stack) -> Undo:
+    """The next three creates, replaces and deletes of a Lease (lock, heartbeats, halt) each answer
+    409 Conflict though nothing else wrote: a Lease of ours must not be left as if it were someone else's."""
+    faults = stack.sandbox.api_faults
+    for verb, path in (("POST", LEASES), ("PUT", LEASE), ("DELETE", LEASE)):
+        faults.inject(path, "error", verb=verb, status=409, reason="Conflict", times=3,
+                      message="the object has been modified (injected by the campaign: nothing else wrote)")
+    return faults.clear
 
 
 def kube_lease_hang(stack: Stack) -> Undo:
@@ -297,8 +319,10 @@ FAULTS: dict[str, Callable[[Stack], Undo]] = {
     "prometheus-stop": prometheus_stop,
     **{f"prometheus-{mode}": _prometheus_answering(mode) for mode in ("slow", "trickle", "empty", "nan")},
     "kube-delete-500": kube_delete_500,
+    "kube-delete-409": kube_delete_409,
     "kube-delete-hang": kube_delete_hang,
     "kube-lease-500": kube_lease_500,
+    "kube-lease-409": kube_lease_409,
     "kube-lease-hang": kube_lease_hang,
     "kube-create-500": kube_create_500,
     "kube-create-409": kube_create_409,

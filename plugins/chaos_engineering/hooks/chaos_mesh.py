@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -23,6 +23,9 @@ from chaos_engineering.hooks.http import Deadline, enforce_deadlines
 # still land: the stop sweeps until this long after the halt (emergency.IN_FLIGHT_S), so a
 # caller may shorten it, never lengthen it.
 REQUEST_TIMEOUT_S = 10
+
+#: Reads and deletes of a Lease that keeps answering 409 (ChaosMeshHook.delete_lease_while).
+LEASE_DELETE_ATTEMPTS = 5
 
 
 class KubernetesRequestError(RuntimeError):
@@ -220,3 +223,20 @@ class ChaosMeshHook(BaseHook):
                 return False
             raise
         return True
+
+    def delete_lease_while(self, name: str, namespace: str, ours: Callable[[V1Lease], bool]) -> bool:
+        """Delete the Lease while `ours(lease)` holds of what is read: True when deleted, False
+        when it is gone or no longer ours. A 409 (the Lease changed between the read and the
+        delete, or an API server that said so wrongly) reads it again and judges again, up to
+        LEASE_DELETE_ATTEMPTS times; still refused then, the 409 is raised: a Lease of ours is
+        never left behind as if it were someone else's."""
+        for attempt in range(LEASE_DELETE_ATTEMPTS):
+            lease = self.get_lease(name, namespace)
+            if lease is None or not ours(lease):
+                return False
+            try:
+                return self.delete_lease(name, namespace, lease.metadata.resource_version)
+            except ApiException as exc:
+                if exc.status != 409 or attempt == LEASE_DELETE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")

@@ -1,0 +1,98 @@
+"""Deleting a Lease of ours (the lock, a heartbeat) against the sandbox's API server when it
+answers 409: the Lease is read again and judged again, so one of ours is never left behind as if
+it were someone else's, and one that became someone else's is never deleted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes.client.exceptions import ApiException
+
+from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.heartbeat import Heartbeat
+from chaos_engineering.hooks.chaos_mesh import LEASE_DELETE_ATTEMPTS, ChaosMeshHook
+from chaos_engineering.lock import ExperimentLock
+from tests.integration.chaos_support import NAMESPACE
+
+LEASES = r"/apis/coordination\.k8s\.io/v1/namespaces/[^/]+/leases/{name}"
+
+
+class TakenOverHook(ChaosMeshHook):
+    """The race for real: at delete number `at`, another run takes the lock over between our read
+    and our delete, so the API server's own precondition refuses the delete (409)."""
+
+    def __init__(self, at: int | None) -> None:
+        super().__init__()
+        self.at, self.deletes = at, 0
+
+    def delete_lease(self, name: str, namespace: str, resource_version: str) -> bool:
+        if self.deletes == self.at:
+            ExperimentLock(ChaosMeshHook(), namespace, name=name).acquire("other/run", 60, now=_expired_by())
+        self.deletes += 1
+        return super().delete_lease(name, namespace, resource_version)
+
+
+def _expired_by() -> dt.datetime:
+    """A time at which a 60 s holding taken now is long over (the other run takes an expired lock)."""
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conflicts=st.integers(0, LEASE_DELETE_ATTEMPTS + 1), taken_at=st.none() | st.integers(0, LEASE_DELETE_ATTEMPTS))
+def test_release_deletes_the_lock_exactly_while_it_is_ours(connections, sandbox, conflicts, taken_at):
+    """`conflicts` deletes answered 409 by the API server, and maybe a takeover at delete `taken_at`:
+    released when a delete of ours got through while the lock was ours; kept (False) once another
+    run holds it; the 409 raised when every attempt was refused (never False: the lock is ours)."""
+    name = f"test-lock-{uuid.uuid4().hex[:8]}"
+    hook = TakenOverHook(taken_at)
+    lock = ExperimentLock(hook, NAMESPACE, name=name)
+    # Acquired an hour ago for an hour and a minute: ours now, expired when "other/run" tries at +1 h.
+    lock.acquire("this/run", 3660, now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    if conflicts:
+        sandbox.api_faults.inject(LEASES.format(name=name), "error", verb="DELETE", status=409, reason="Conflict", times=conflicts)
+    # The delete that would get through: the first one the fault rule lets pass.
+    through = conflicts if conflicts < LEASE_DELETE_ATTEMPTS else None
+    try:
+        if taken_at is not None and taken_at < LEASE_DELETE_ATTEMPTS and (through is None or taken_at <= through):
+            assert lock.release("this/run") is False
+            assert lock.state().holder == "other/run"
+        elif through is not None:
+            assert lock.release("this/run") is True
+            assert lock.state() is None
+        else:
+            with pytest.raises(ApiException) as refused:
+                lock.release("this/run")
+            assert refused.value.status == 409
+            assert lock.state().holder == "this/run"
+    finally:
+        sandbox.api_faults.clear()
+        ExperimentLock(ChaosMeshHook(), NAMESPACE, name=name).force_release()
+
+
+def test_maintenance_keeps_a_lock_taken_over_between_its_read_and_its_delete(connections):
+    name = f"test-lock-{uuid.uuid4().hex[:8]}"
+    lock = ExperimentLock(TakenOverHook(at=0), NAMESPACE, name=name)
+    lock.acquire("dead/run", 60, now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2))
+    try:
+        # Expired for "dead/run" now; "other/run" takes it at the delete, fresh at `now`.
+        assert lock.release_expired(dt.datetime.now(dt.timezone.utc)) is None
+        assert lock.state().holder == "other/run"
+    finally:
+        ExperimentLock(ChaosMeshHook(), NAMESPACE, name=name).force_release()
+
+
+def test_a_heartbeat_whose_delete_is_refused_twice_is_deleted(connections, sandbox):
+    heartbeat = Heartbeat(ChaosMeshHook(), ChaosKind.NETWORK_CHAOS, f"hb-{uuid.uuid4().hex[:8]}", NAMESPACE)
+    heartbeat.renew("monitor", 1.0)
+    rule = sandbox.api_faults.inject(LEASES.format(name=heartbeat.name), "error", verb="DELETE", status=409, reason="Conflict", times=2)
+    try:
+        assert heartbeat.delete() is True
+        hits = {r["id"]: r["hits"] for r in sandbox.api_faults.list()}
+    finally:
+        sandbox.api_faults.clear()
+    assert heartbeat.read() is None
+    assert hits[rule["id"]] == 2
