@@ -45,6 +45,7 @@ log) is removed at the end unless --keep.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime as dt
 import json
@@ -57,8 +58,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-# Airflow reads its configuration on import: this process (hooks, the watchdog) gets a home of its own.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-campaign-airflow-"))
+# Airflow reads its configuration on import: this process (hooks, the watchdog) gets a home of its
+# own, removed when it exits.
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="chaos-campaign-airflow-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # The e2e harness pieces (tests.e2e) are not installed like sandbox/ and plugins/: import them from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -3,6 +3,7 @@ sandbox per session with Airflow connections pointing at it."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ from sandbox.runner import Sandbox
 from tests.sandbox.sandbox_support import PrometheusAPI
 
 # Airflow reads its configuration on import: give the tests a home of their own, never ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="chaos-tests-airflow-"))
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="chaos-tests-airflow-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 

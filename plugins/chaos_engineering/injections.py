@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from kubernetes.client import V1Lease, V1LeaseSpec, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
+from chaos_engineering.hooks.chaos_mesh import LEASE_CONFLICT_ATTEMPTS, ChaosMeshHook
 from chaos_engineering.render import (
     ANNOTATION_DAG_ID,
     ANNOTATION_DIGEST,
@@ -63,7 +63,9 @@ class InjectionRecord:
         return _injection(lease) if lease else None
 
     def claim(self, *, dag_id: str, run_id: str, experiment: str, digest: str) -> Injection | None:
-        """Claim the run's injection; None when it was claimed before (by any try of this run)."""
+        """Claim the run's injection; None when it was claimed before (by any try of this run). A
+        409 with no claim there to read (an API server that said so wrongly) is tried again, up to
+        LEASE_CONFLICT_ATTEMPTS times; then it raises: nothing may be injected without the claim."""
         now = dt.datetime.now(dt.timezone.utc)
         lease = V1Lease(
             metadata=V1ObjectMeta(
@@ -79,9 +81,15 @@ class InjectionRecord:
             ),
             spec=V1LeaseSpec(holder_identity=f"{dag_id}/{run_id}", acquire_time=now),
         )
-        try:
-            return _injection(self.hook.create_lease(lease))
-        except ApiException as exc:
-            if exc.status == 409:
+        for _ in range(LEASE_CONFLICT_ATTEMPTS):
+            try:
+                return _injection(self.hook.create_lease(lease))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            if self.read() is not None:
                 return None
-            raise
+        raise RuntimeError(
+            f"the injection record {self.namespace}/{self.name} could not be created: the API server answered 409 (already "
+            f"exists) {LEASE_CONFLICT_ATTEMPTS} times, yet no record is there; nothing was injected"
+        )

@@ -24,8 +24,8 @@ from chaos_engineering.hooks.http import Deadline, enforce_deadlines
 # caller may shorten it, never lengthen it.
 REQUEST_TIMEOUT_S = 10
 
-#: Reads and deletes of a Lease that keeps answering 409 (ChaosMeshHook.delete_lease_while).
-LEASE_DELETE_ATTEMPTS = 5
+#: Tries of a Lease write that keeps answering 409 (the delete, a heartbeat, an injection claim), each after reading it again.
+LEASE_CONFLICT_ATTEMPTS = 5
 
 
 class KubernetesRequestError(RuntimeError):
@@ -228,15 +228,19 @@ class ChaosMeshHook(BaseHook):
         """Delete the Lease while `ours(lease)` holds of what is read: True when deleted, False
         when it is gone or no longer ours. A 409 (the Lease changed between the read and the
         delete, or an API server that said so wrongly) reads it again and judges again, up to
-        LEASE_DELETE_ATTEMPTS times; still refused then, the 409 is raised: a Lease of ours is
-        never left behind as if it were someone else's."""
-        for attempt in range(LEASE_DELETE_ATTEMPTS):
+        LEASE_CONFLICT_ATTEMPTS deletes; still ours after the last one was refused, the 409 is
+        raised: a Lease of ours is never left behind as if it were someone else's."""
+        refused: ApiException | None = None
+        for attempt in range(LEASE_CONFLICT_ATTEMPTS + 1):
             lease = self.get_lease(name, namespace)
             if lease is None or not ours(lease):
                 return False
+            if attempt == LEASE_CONFLICT_ATTEMPTS:
+                raise refused  # ours still, after every delete was refused
             try:
                 return self.delete_lease(name, namespace, lease.metadata.resource_version)
             except ApiException as exc:
-                if exc.status != 409 or attempt == LEASE_DELETE_ATTEMPTS - 1:
+                if exc.status != 409:
                     raise
+                refused = exc
         raise AssertionError("unreachable")
