@@ -8,7 +8,7 @@ manual run is refused in business hours, always. Faults last at most 2 minutes.
 
 Chain: plan → dry-run gate → SRE approval → executive approval → window guard (waits for the
 planned time) → pre-flight → lock → inject → monitor (kill on breach) → remove fault → recovery
-(immediate, short-term, business, side by side) → release lock → result. Catalogue:
+(immediate, short-term, business) → release lock → result. Catalogue:
 `include/experiments/high/`; rules: `include/safety_policy.yaml`.
 
 **Refused at plan**: a real run whose fault cannot inject in the tier's window fails at plan,

@@ -7,7 +7,7 @@ latency, CPU stress on non-critical services), **approved by policy**. Faults la
 to dry-run one; a manual run outside the window is allowed and recorded as an override.
 
 Chain: plan → dry-run gate → approval (policy) → window guard → pre-flight → lock → inject →
-monitor (kill on breach) → remove fault → recovery (immediate, short-term, business, side by side) → release
+monitor (kill on breach) → remove fault → recovery (immediate, short-term, business) → release
 lock → result. Catalogue: `include/experiments/low/`; rules: `include/safety_policy.yaml`.
 
 **Trigger form**: *Experiment* defaults to the rotation (the tier's next experiment); the list

@@ -7,7 +7,7 @@ run's page (Required actions); rejection or no answer within the timeout injects
 Faults last at most 5 minutes and hit at most one pod.
 
 Chain: plan → dry-run gate → SRE approval → window guard → pre-flight → lock → inject →
-monitor (kill on breach) → remove fault → recovery (immediate, short-term, business, side by side) → release
+monitor (kill on breach) → remove fault → recovery (immediate, short-term, business) → release
 lock → result. Catalogue: `include/experiments/medium/`; rules: `include/safety_policy.yaml`.
 
 The approval request says what is approved: action, blast radius with the pods resolved at plan,

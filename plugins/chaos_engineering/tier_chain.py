@@ -33,23 +33,8 @@ from chaos_engineering.reach import selected_namespaces
 from chaos_engineering.rules import effective_duration, fault_actions, network_target
 
 #: The task ids of every tier's chain, in order (tests assert this shape).
-CHAIN: tuple[str | tuple[str, ...], ...] = (
-    "plan", "dry_run_gate", "approvals", "window_guard", "preflight", "acquire_lock", "inject", "monitor", "remove_fault",
-    tuple(f"recovery_{s}" for s in STAGES),  # side by side
-    "release_lock", "write_result", "report", "verdict",
-)
-
-
-def chain_steps(approvals: list[str]) -> list[tuple[str, ...]]:
-    """CHAIN with its tasks named: `approvals` one step per approval task (in order); each step's
-    tasks side by side, every one of them downstream of every task of the step before."""
-    steps: list[tuple[str, ...]] = []
-    for step in CHAIN:
-        if step == "approvals":
-            steps += [(task,) for task in approvals]
-        else:
-            steps.append(step if isinstance(step, tuple) else (step,))
-    return steps
+CHAIN = ("plan", "dry_run_gate", "approvals", "window_guard", "preflight", "acquire_lock", "inject",
+         "monitor", "remove_fault", *(f"recovery_{s}" for s in STAGES), "release_lock", "write_result", "report", "verdict")
 
 #: The Airflow retries of the steps that must finish whatever broke (the removal, the lock's
 #: release, the result and the report): a worker that died under one, or an API server that was
@@ -210,9 +195,11 @@ def wire_tier_chain(
             # first looked at after its deadline is `unobserved`, never held (stage_status).
             retries=1,
             retry_delay=5,
+            # Every stage measures, even when an earlier one missed its deadline.
+            trigger_rule=TriggerRule.ALL_DONE if index else TriggerRule.ALL_SUCCESS,
             **both,
         )
-        for stage in STAGES
+        for index, stage in enumerate(STAGES)
     ]
     release = ReleaseLockOperator(task_id="release_lock", plan=plan.output, **MUST_FINISH, **cluster)
     result = WriteResultOperator(task_id="write_result", trigger_rule=TriggerRule.ALL_DONE, **MUST_FINISH)
@@ -230,10 +217,10 @@ def wire_tier_chain(
         ready >> inject
         # The lock stays held until the probe has measured; the result records it.
         probe >> release
-    # The stages start together at the removal: each deadline counts from it, so a stage that
-    # starts late (its worker died) never makes the others late, and each measures whatever the
-    # others found.
-    remove >> stages >> release >> result >> report >> verdict
+    remove >> stages[0]
+    for earlier, later in zip(stages, stages[1:]):
+        earlier >> later
+    stages[-1] >> release >> result >> report >> verdict
     # Whatever fails after the lock is taken, the fault is removed and the lock released.
     remove.as_teardown(setups=lock, on_failure_fail_dagrun=True)
     release.as_teardown(setups=lock, on_failure_fail_dagrun=True)
