@@ -217,6 +217,10 @@ def wire_tier_chain(
         ready >> inject
         # The lock stays held until the probe has measured; the result records it.
         probe >> release
+    # One stage at a time, though each deadline counts from the removal: side by side (tried on
+    # 2026-12-06), a Celery worker SIGKILLed while it started them stranded the stages it had taken
+    # but not yet reported running for Airflow's `task_queued_timeout` (600 s), lock held; in turn,
+    # only the one stage in flight is lost, for the 300 s heartbeat timeout.
     remove >> stages[0]
     for earlier, later in zip(stages, stages[1:]):
         earlier >> later
