@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, expect
@@ -305,7 +305,9 @@ def open_chaos_page_from_the_nav(ui: AirflowUI, run_id: str) -> tuple[Page, Fram
     page = ui.goto("/")
     page.get_by_role("link", name="Chaos", exact=True).click()
     # The nav entry's address, not the load of everything on it (the row below waits for that).
-    page.wait_for_url(lambda url: url.endswith("/plugin/chaos"), wait_until="commit")
+    # Airflow 3.3 then writes the iframe's own path after it (`/plugin/chaos` + `/chaos/`), as soon
+    # as the iframe has loaded: either address may be the one seen here.
+    page.wait_for_url(lambda url: re.fullmatch(r"/plugin/chaos(/chaos/?)?", urlparse(url).path) is not None, wait_until="commit")
     frame = page.frame_locator("iframe")
     expect(frame.locator(f'#active-faults tr[data-run-id="{run_id}"]')).to_be_visible()
     return page, frame
