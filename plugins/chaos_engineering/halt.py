@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import V1Lease, V1LeaseSpec, V1ObjectMeta
-from kubernetes.client.exceptions import ApiException
 
 from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_PREFIX, MANAGED_BY
@@ -26,8 +25,6 @@ ANNOTATION_HISTORY = f"{LABEL_PREFIX}/halt-history"
 
 #: Events kept in the history annotation (annotations are capped at 256 KiB in total).
 HISTORY_LIMIT = 50
-# Optimistic writes: a concurrent writer (two people pressing stop) makes us read again.
-WRITE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -118,14 +115,14 @@ class HaltFlag:
     def _write(self, action: str, who: str, why: str, change: Callable[[HaltState, dict[str, str]], str | None]) -> HaltState:
         if not who or not why:
             raise ValueError(f"{action}: say who you are and why (both are recorded)")
-        for attempt in range(WRITE_ATTEMPTS):
-            lease = self.hook.get_lease(self.name, self.namespace)
+
+        def record(lease: V1Lease | None) -> V1Lease:
             current = _state(lease)
             annotations = dict(lease.metadata.annotations or {}) if lease else {}
             holder = change(current, annotations)
             history = [*current.history, {"action": action, "by": who, "at": _now(), "reason": why}][-HISTORY_LIMIT:]
             annotations[ANNOTATION_HISTORY] = json.dumps(history)
-            body = V1Lease(
+            return V1Lease(
                 metadata=V1ObjectMeta(
                     name=self.name,
                     namespace=self.namespace,
@@ -136,11 +133,5 @@ class HaltFlag:
                 # holderIdentity shows the halter in `kubectl get lease`; the annotations are the record.
                 spec=V1LeaseSpec(holder_identity=holder),
             )
-            try:
-                written = self.hook.replace_lease(body) if lease else self.hook.create_lease(body)
-            except ApiException as exc:
-                if exc.status == 409 and attempt < WRITE_ATTEMPTS - 1:
-                    continue
-                raise
-            return _state(written)
-        raise RuntimeError("unreachable")
+
+        return _state(self.hook.write_lease(self.name, self.namespace, record))

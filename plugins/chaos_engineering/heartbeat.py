@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kubernetes.client import V1Lease, V1LeaseSpec, V1ObjectMeta
-from kubernetes.client.exceptions import ApiException
 
 from chaos_engineering.chaosmesh.constants import PLURALS, ChaosKind
-from chaos_engineering.hooks.chaos_mesh import LEASE_CONFLICT_ATTEMPTS, ChaosMeshHook
+from chaos_engineering.hooks.chaos_mesh import ChaosMeshHook
 from chaos_engineering.render import LABEL_MANAGED_BY, LABEL_PREFIX, LABEL_RUN_KEY, LABEL_SCENARIO, MANAGED_BY
 
 LABEL_HEARTBEAT_OF = f"{LABEL_PREFIX}/heartbeat-of"
@@ -77,13 +76,12 @@ class Heartbeat:
 
     def renew(self, holder: str, interval_s: float, now: dt.datetime | None = None) -> None:
         """Beat now, promising the next beat within `interval_s` (the Lease's leaseDurationSeconds).
-        A 409 (another copy of the trigger wrote between the read and the write, or an API server
-        that said so wrongly) reads the Lease again and writes again, up to LEASE_CONFLICT_ATTEMPTS
-        times; then it raises, and the callers let the watchdog judge the stale beat."""
+        A 409 is read again and written again (ChaosMeshHook.write_lease); refused every time, it
+        raises, and the callers let the watchdog judge the stale beat."""
         now = now or dt.datetime.now(dt.timezone.utc)
-        for attempt in range(LEASE_CONFLICT_ATTEMPTS):
-            lease = self.hook.get_lease(self.name, self.namespace)
-            body = V1Lease(
+
+        def beat(lease: V1Lease | None) -> V1Lease:
+            return V1Lease(
                 metadata=V1ObjectMeta(
                     name=self.name,
                     namespace=self.namespace,
@@ -95,12 +93,8 @@ class Heartbeat:
                 spec=V1LeaseSpec(holder_identity=holder, renew_time=now, lease_duration_seconds=max(1, round(interval_s)),
                                  acquire_time=(lease.spec.acquire_time if lease and lease.spec else None) or now),
             )
-            try:
-                self.hook.replace_lease(body) if lease else self.hook.create_lease(body)
-                return
-            except ApiException as exc:
-                if exc.status != 409 or attempt == LEASE_CONFLICT_ATTEMPTS - 1:
-                    raise
+
+        self.hook.write_lease(self.name, self.namespace, beat)
 
     def delete(self) -> bool:
         """The monitor is over (its fault gone, finished, or being removed): the heartbeat goes

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from chaos_engineering.chaosmesh.constants import ChaosKind
+from chaos_engineering.halt import HaltFlag
 from chaos_engineering.heartbeat import Heartbeat
 from chaos_engineering.injections import InjectionRecord
 from chaos_engineering.hooks.chaos_mesh import LEASE_CONFLICT_ATTEMPTS, ChaosMeshHook
@@ -147,3 +148,18 @@ def test_a_heartbeat_whose_writes_are_refused_is_written_after_reading_it_again(
     finally:
         faults.clear()
         heartbeat.delete()
+
+
+def test_a_halt_whose_writes_are_refused_twice_is_written_with_both_records(connections, sandbox):
+    """The emergency stop's flag goes through the same write (ChaosMeshHook.write_lease): refused,
+    it is read again and its history rebuilt on what is there, nothing lost."""
+    flag = HaltFlag(ChaosMeshHook(), NAMESPACE, name=f"test-halt-{uuid.uuid4().hex[:8]}")
+    try:
+        sandbox.api_faults.inject(LEASE_COLLECTION, "error", verb="POST", status=409, reason="AlreadyExists", times=2)
+        assert flag.set("alice", "bookings failing").halted
+        sandbox.api_faults.inject(LEASES.format(name=flag.name), "error", verb="PUT", status=409, reason="Conflict", times=2)
+        assert not flag.clear("bob", "fixed").halted
+        assert [event["action"] for event in flag.state().history] == ["halt", "resume"]
+    finally:
+        sandbox.api_faults.clear()
+        ChaosMeshHook().delete_lease_while(flag.name, NAMESPACE, lambda lease: True)

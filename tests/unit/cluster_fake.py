@@ -98,3 +98,4 @@ class FakeCluster:
 
     # The hook's own logic over the verbs above (read again, judge again, on a 409).
     delete_lease_while = ChaosMeshHook.delete_lease_while
+    write_lease = ChaosMeshHook.write_lease

@@ -24,7 +24,7 @@ from chaos_engineering.hooks.http import Deadline, enforce_deadlines
 # caller may shorten it, never lengthen it.
 REQUEST_TIMEOUT_S = 10
 
-#: Tries of a Lease write that keeps answering 409 (the delete, a heartbeat, an injection claim), each after reading it again.
+#: Tries of a Lease write that keeps answering 409 (write_lease, delete_lease_while, an injection claim), each after reading it again.
 LEASE_CONFLICT_ATTEMPTS = 5
 
 
@@ -223,6 +223,21 @@ class ChaosMeshHook(BaseHook):
                 return False
             raise
         return True
+
+    def write_lease(self, name: str, namespace: str, build: Callable[[V1Lease | None], V1Lease]) -> V1Lease:
+        """Create the Lease, or replace it, with `build(the Lease as read, or None)`; returns it as
+        written. A 409 (written by someone else between the read and the write, or an API server
+        that said so wrongly) reads it again and builds again, up to LEASE_CONFLICT_ATTEMPTS
+        writes; then the 409 is raised."""
+        for attempt in range(LEASE_CONFLICT_ATTEMPTS):
+            lease = self.get_lease(name, namespace)
+            body = build(lease)
+            try:
+                return self.replace_lease(body) if lease else self.create_lease(body)
+            except ApiException as exc:
+                if exc.status != 409 or attempt == LEASE_CONFLICT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def delete_lease_while(self, name: str, namespace: str, ours: Callable[[V1Lease], bool]) -> bool:
         """Delete the Lease while `ours(lease)` holds of what is read: True when deleted, False
